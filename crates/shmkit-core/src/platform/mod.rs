@@ -1,0 +1,74 @@
+//! Everything that differs per operating system, behind one contract:
+//!
+//! * `wait(word, expected, timeout)`: sleep while `*word == expected`, across processes (the
+//!   word lives in a shared mapping), until woken, the timeout passes, or a spurious wake-up;
+//! * `wake(word, count)`: wake up to `count` sleepers on `word`, in any process;
+//! * `current_thread()`: who this thread is, in a form another process can check for liveness;
+//! * `liveness(owner)`: whether the thread recorded as a lock owner still runs.
+//!
+//! One file per OS implements it; `fallback.rs` polls where no native primitive is wired up.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod os;
+
+#[cfg(not(target_os = "linux"))]
+#[path = "fallback.rs"]
+mod os;
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Woken by `wake`, or spuriously: the caller re-checks its condition.
+    Woken,
+    /// The word did not hold the expected value when the wait began.
+    NotEqual,
+    TimedOut,
+}
+
+/// Identity of a thread, as recorded next to a lock it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadIdentity {
+    /// Nonzero and below 2^30; unique among live threads of the machine (Linux: the TID).
+    pub tid: u32,
+    /// Which PID namespace `tid` belongs to (0 when unknown): liveness is only judged inside it.
+    pub namespace: u32,
+    /// When the thread started, in OS-specific units: guards against TID reuse.
+    pub start_time: u64,
+}
+
+/// What a liveness check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Dead,
+    /// Cannot tell (another PID namespace, no permission): treated as alive, never robbed.
+    Unknown,
+}
+
+/// Sleeps while `word == expected`; see the module docs.
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitOutcome {
+    os::wait(word, expected, timeout)
+}
+
+/// Wakes up to `count` threads sleeping on `word` (all of them for `u32::MAX`).
+pub fn wake(word: &AtomicU32, count: u32) -> usize {
+    os::wake(word, count)
+}
+
+thread_local! {
+    static CURRENT: ThreadIdentity = os::current_thread();
+}
+
+/// This thread's identity (computed once per thread).
+pub fn current_thread() -> ThreadIdentity {
+    CURRENT.with(|identity| *identity)
+}
+
+/// Whether `owner` still runs.
+pub fn liveness(owner: &ThreadIdentity) -> Liveness {
+    os::liveness(owner)
+}

@@ -1,0 +1,293 @@
+//! Named segments: a validated header page followed by the page-aligned data area.
+//!
+//! ```text
+//! mapping:  [ header (header_size bytes, >= 1 page) | data area (data_size bytes) ]
+//!             ^ magic, sizes, header mutex, name      ^ every user offset is relative to here
+//! ```
+
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::header::{self, HeaderInfo, Inspection, Kind, RawHeader};
+use crate::mutex::{MutexCell, MUTEX_ALIGN, MUTEX_SIZE};
+use crate::name;
+use crate::platform::{self, WaitOutcome};
+use crate::shm::{self, Mapping};
+
+/// The largest data area accepted (16 TiB): beyond any machine's shared memory, below the limits
+/// of JavaScript numbers and ArrayBuffers.
+pub const MAX_DATA_SIZE: usize = 1 << 44;
+/// Default permission bits of a new segment (owner read/write).
+pub const DEFAULT_MODE: u32 = 0o600;
+/// How long `open` waits for a concurrent creator to finish writing the header.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Options for creating a segment.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions {
+    /// Bytes in the data area.
+    pub size: usize,
+    /// Permission bits, applied exactly (the umask does not narrow them).
+    pub mode: u32,
+    pub kind: Kind,
+}
+
+impl CreateOptions {
+    pub fn new(size: usize) -> Self {
+        CreateOptions {
+            size,
+            mode: DEFAULT_MODE,
+            kind: Kind::Segment,
+        }
+    }
+}
+
+/// A mapped, validated segment. Dropping it unmaps it; it never unlinks.
+pub struct Segment {
+    mapping: Mapping,
+    info: HeaderInfo,
+}
+
+impl Segment {
+    /// Creates segment `name`; `EEXIST` if it exists.
+    pub fn create(name: &str, options: CreateOptions) -> Result<Segment> {
+        name::validate(name)?;
+        check_size(options.size)?;
+        if options.mode > 0o777 {
+            return Err(Error::new(
+                ErrorCode::OutOfRange,
+                format!("The mode {:#o} has bits beyond 0o777", options.mode),
+            ));
+        }
+        let header_size = page_size().max(header::MIN_HEADER_SIZE);
+        let total = header_size + options.size;
+        let mut mapping = Mapping::create(&name::os_id(name), total, options.mode)?;
+        let info = HeaderInfo {
+            header_size,
+            data_size: options.size,
+            kind: options.kind,
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            creator_pid: std::process::id(),
+            name: name.to_owned(),
+        };
+        // SAFETY: the mapping is page-aligned, `total` >= header_size bytes long, and lives in
+        // `mapping`, which outlives this temporary view.
+        let raw = unsafe { RawHeader::new(mapping.as_ptr(), header_size) };
+        raw.initialize(&info);
+        mapping.keep();
+        Ok(Segment { mapping, info })
+    }
+
+    /// Opens segment `name`, waiting up to `ready_timeout` for a concurrent creator to finish.
+    pub fn open(name: &str, ready_timeout: Duration) -> Result<Segment> {
+        name::validate(name)?;
+        let os_id = name::os_id(name);
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            match Self::try_open(name, &os_id)? {
+                Some(segment) => return Ok(segment),
+                None if Instant::now() >= deadline => {
+                    return Err(Error::new(
+                        ErrorCode::NotReady,
+                        format!(
+                            "Segment {name:?} exists but its creator never finished initialising \
+                             it (it may have died while creating it): unlink it and create it again"
+                        ),
+                    ))
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// One attempt: `Ok(None)` while the creator is still writing the header.
+    fn try_open(name: &str, os_id: &str) -> Result<Option<Segment>> {
+        let mapping = match Mapping::open(os_id) {
+            Ok(mapping) => mapping,
+            // A zero-length object cannot be mapped: the creator has not sized it yet.
+            Err(err) if err.code() == ErrorCode::Os(libc::EINVAL) => return Ok(None),
+            Err(err) if err.code() == ErrorCode::NotFound => {
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    format!("No segment named {name:?}: create it first"),
+                ))
+            }
+            Err(err) => return Err(err),
+        };
+        if mapping.len() < header::MIN_HEADER_SIZE {
+            return Err(Error::new(
+                ErrorCode::NotShmkit,
+                format!(
+                    "{name:?} is too small ({} bytes) to be a shmkit segment",
+                    mapping.len()
+                ),
+            ));
+        }
+        // SAFETY: the mapping is page-aligned and at least MIN_HEADER_SIZE bytes long; the view
+        // lives only while `mapping` does.
+        let raw = unsafe { RawHeader::new(mapping.as_ptr(), header::MIN_HEADER_SIZE) };
+        let info = match raw.inspect(mapping.len())? {
+            Inspection::NotReady => return Ok(None),
+            Inspection::Ready(info) => info,
+        };
+        if info.name != name {
+            return Err(Error::new(
+                ErrorCode::NotShmkit,
+                format!(
+                    "The object behind {name:?} belongs to segment {:?}",
+                    info.name
+                ),
+            ));
+        }
+        Ok(Some(Segment { mapping, info }))
+    }
+
+    /// Opens `name`, or creates it if it does not exist. Exactly one of any number of concurrent
+    /// callers creates it; the others wait for its header. Returns whether this call created it.
+    pub fn open_or_create(
+        name: &str,
+        options: CreateOptions,
+        ready_timeout: Duration,
+    ) -> Result<(Segment, bool)> {
+        const ATTEMPTS: usize = 100;
+        for _ in 0..ATTEMPTS {
+            match Self::create(name, options) {
+                Ok(segment) => return Ok((segment, true)),
+                Err(err) if err.code() == ErrorCode::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+            match Self::open(name, ready_timeout) {
+                Ok(segment) if segment.info.data_size != options.size => {
+                    return Err(Error::new(
+                        ErrorCode::SizeMismatch,
+                        format!(
+                            "Segment {name:?} exists with {} bytes, not the {} asked for",
+                            segment.info.data_size, options.size
+                        ),
+                    ))
+                }
+                Ok(segment) => return Ok((segment, false)),
+                // Unlinked between our create and open: try again.
+                Err(err) if err.code() == ErrorCode::NotFound => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::new(
+            ErrorCode::Os(libc::EAGAIN),
+            format!("Segment {name:?} kept being created and removed; gave up"),
+        ))
+    }
+
+    /// Removes segment `name`. Processes that have it open keep their mapping.
+    pub fn unlink(name: &str) -> Result<()> {
+        name::validate(name)?;
+        shm::unlink(&name::os_id(name)).map_err(|err| match err.code() {
+            ErrorCode::NotFound => {
+                Error::new(ErrorCode::NotFound, format!("No segment named {name:?}"))
+            }
+            _ => err,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// Start of the data area (page-aligned).
+    pub fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: header_size was validated to be within the mapping.
+        unsafe { self.mapping.as_ptr().add(self.info.header_size) }
+    }
+
+    /// Bytes in the data area.
+    pub fn data_len(&self) -> usize {
+        self.info.data_size
+    }
+
+    /// The mutex in the header.
+    pub fn header_mutex(&self) -> &MutexCell {
+        // SAFETY: OFF_HEADER_MUTEX + MUTEX_SIZE lies inside the header page, 8-aligned, and the
+        // mapping lives as long as `self`.
+        unsafe { MutexCell::at(self.mapping.as_ptr().add(header::OFF_HEADER_MUTEX)) }
+    }
+
+    /// A mutex placed at `offset` in the data area.
+    pub fn mutex_at(&self, offset: usize) -> Result<&MutexCell> {
+        self.check_range(offset, MUTEX_SIZE, MUTEX_ALIGN, "mutex")?;
+        // SAFETY: checked in bounds and aligned just above; lives as long as `self`.
+        Ok(unsafe { MutexCell::at(self.data_ptr().add(offset)) })
+    }
+
+    /// The 32-bit word at `offset` in the data area.
+    pub fn word_at(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_range(offset, 4, 4, "32-bit word")?;
+        // SAFETY: in bounds and 4-aligned (checked above), valid as long as `self`.
+        Ok(unsafe { &*(self.data_ptr().add(offset) as *const AtomicU32) })
+    }
+
+    /// Sleeps while the word at `offset` equals `expected`, like `Atomics.wait` but across processes.
+    pub fn wait(
+        &self,
+        offset: usize,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> Result<WaitOutcome> {
+        Ok(platform::wait(self.word_at(offset)?, expected, timeout))
+    }
+
+    /// Wakes up to `count` waiters on the word at `offset`, in any process.
+    pub fn notify(&self, offset: usize, count: u32) -> Result<usize> {
+        Ok(platform::wake(self.word_at(offset)?, count))
+    }
+
+    fn check_range(&self, offset: usize, len: usize, align: usize, what: &str) -> Result<()> {
+        if !offset.is_multiple_of(align) {
+            return Err(Error::new(
+                ErrorCode::OutOfRange,
+                format!("A {what} needs an offset that is a multiple of {align}, not {offset}"),
+            ));
+        }
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.data_len())
+        {
+            return Err(Error::new(
+                ErrorCode::OutOfRange,
+                format!(
+                    "A {what} at offset {offset} ({len} bytes) does not fit the {}-byte segment",
+                    self.data_len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_size(size: usize) -> Result<()> {
+    if size == 0 || size > MAX_DATA_SIZE {
+        return Err(Error::new(
+            ErrorCode::OutOfRange,
+            format!("The size must be from 1 to {MAX_DATA_SIZE} bytes, not {size}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(header::MIN_HEADER_SIZE)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> usize {
+    header::MIN_HEADER_SIZE
+}
