@@ -109,36 +109,34 @@ impl NativeSegment {
         Ok(self.segment()?.data_len() as f64)
     }
 
-    /// The data area as one zero-copy ArrayBuffer. Callable once per mapping: a second
-    /// ArrayBuffer over the same addresses would crash V8.
-    #[napi(ts_return_type = "ArrayBuffer")]
-    pub fn data_buffer(&mut self, env: Env) -> Result<RawValue, Code> {
-        let segment = self.claim_buffers()?;
-        // SAFETY: the data area stays mapped while the Arc the buffer owns is alive, and
-        // `claim_buffers` guarantees this is the only buffer over it.
-        unsafe { buffers::external(env.raw(), segment.data_ptr(), segment.data_len(), segment) }
-    }
-
-    /// The header mutex cell (64 bytes) as its own ArrayBuffer, for the JS lock fast path.
-    #[napi(ts_return_type = "ArrayBuffer")]
-    pub fn header_mutex_buffer(&self, env: Env) -> Result<RawValue, Code> {
-        let segment = self.segment()?.clone();
-        let cell = segment.header_mutex() as *const MutexCell as *mut u8;
-        // SAFETY: the cell lies in the header page, disjoint from the data area, mapped while the
-        // Arc lives; the JS layer calls this once per mapping.
-        unsafe { buffers::external(env.raw(), cell, shmkit_core::MUTEX_SIZE, segment) }
-    }
-
-    fn claim_buffers(&mut self) -> Result<Arc<Segment>, Code> {
+    /// `[data area, header mutex cell]` as two zero-copy ArrayBuffers over disjoint ranges.
+    /// Callable once per mapping: a second ArrayBuffer over the same addresses would crash V8.
+    #[napi(ts_return_type = "[ArrayBuffer, ArrayBuffer]")]
+    pub fn buffers(&mut self, env: Env) -> Result<Vec<RawValue>, Code> {
         let segment = self.segment()?.clone();
         if self.buffers_made {
             return Err(coded(
                 "ERR_SHM_BUFFER_TAKEN",
-                "The data buffer of this mapping was already created",
+                "The buffers of this mapping were already created",
             ));
         }
         self.buffers_made = true;
-        Ok(segment)
+        let cell = segment.header_mutex() as *const MutexCell as *mut u8;
+        // SAFETY: both ranges stay mapped while the Arc each buffer owns is alive; the data area
+        // starts at the page after the header, so the two ranges are disjoint, and `buffers_made`
+        // guarantees no other ArrayBuffer is ever made over them from this mapping.
+        let data = unsafe {
+            buffers::external(
+                env.raw(),
+                segment.data_ptr(),
+                segment.data_len(),
+                segment.clone(),
+            )?
+        };
+        // SAFETY: as above; the cell lies inside the header page.
+        let mutex =
+            unsafe { buffers::external(env.raw(), cell, shmkit_core::MUTEX_SIZE, segment)? };
+        Ok(vec![data, mutex])
     }
 
     /// Detaches the given buffers (those over this mapping) and drops this handle's reference to

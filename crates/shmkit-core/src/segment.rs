@@ -62,7 +62,16 @@ impl Segment {
         }
         let header_size = page_size().max(header::MIN_HEADER_SIZE);
         let total = header_size + options.size;
-        let mut mapping = Mapping::create(&name::os_id(name), total, options.mode)?;
+        let mut mapping =
+            Mapping::create(&name::os_id(name), total, options.mode).map_err(|err| {
+                match err.code() {
+                    ErrorCode::AlreadyExists => Error::new(
+                        ErrorCode::AlreadyExists,
+                        format!("Segment {name:?} already exists: open it, or unlink it first"),
+                    ),
+                    _ => err,
+                }
+            })?;
         let info = HeaderInfo {
             header_size,
             data_size: options.size,

@@ -1,0 +1,121 @@
+/**
+ * shmkit: named shared memory for Node.js.
+ *
+ * - `Segment`: a named shared-memory segment, seen as one zero-copy `ArrayBuffer`.
+ * - `Mutex`: an inter-process lock in the segment header or anywhere in the data area.
+ * - `seg.wait` / `seg.notify`: `Atomics.wait`/`notify` that work across processes.
+ *
+ * Arguments are validated here, Node-style (`TypeError`/`RangeError` with a `code`), before any
+ * native call. The uncontended lock and unlock run entirely in JavaScript on the mapped lock word
+ * (the protocol is in docs/LOCKING.md); native code is called only to sleep, wake or recover.
+ */
+/** Every error shmkit throws has a `code`: Node's argument codes, errno names, or `ERR_SHM_*`. */
+export interface ShmkitError extends Error {
+    code: string;
+}
+/** Longest segment name, in bytes. */
+export declare const MAX_NAME_LENGTH = 200;
+/** Largest data area, in bytes (16 TiB): beyond any machine, below JavaScript's limits. */
+export declare const MAX_SEGMENT_SIZE: number;
+export interface CreateOptions {
+    /** Bytes in the data area (`seg.buffer.byteLength`), from 1 to `MAX_SEGMENT_SIZE`. */
+    size: number;
+    /** Permission bits of the new segment, applied exactly (not masked by the umask). Default `0o600`. */
+    mode?: number;
+}
+export interface OpenOptions {
+    /** How long to wait, in ms, for a creator that is still initialising the segment. Default 2000. */
+    readyTimeout?: number;
+}
+/** Result of `wait`, as with `Atomics.wait`. */
+export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
+/**
+ * A named shared-memory segment mapped into this process (or worker thread).
+ *
+ * A segment lives until someone unlinks it: closing, process exit and garbage collection only
+ * unmap it. `close()` detaches `buffer`, so views over it read as empty instead of touching
+ * unmapped memory.
+ */
+export declare class Segment {
+    #private;
+    /** Guards held through this mapping; `close()` releases them. */
+    readonly heldGuards: Set<LockGuard>;
+    /** Creates segment `name`. Throws `EEXIST` if it exists, `ENOSPC` if shared memory is too small. */
+    static create(name: string, options: CreateOptions): Segment;
+    /** Opens existing segment `name`. Throws `ENOENT` if it does not exist, `ERR_SHM_*` if it is not a valid shmkit segment. */
+    static open(name: string, options?: OpenOptions): Segment;
+    /**
+     * Opens `name`, creating it if needed. Safe to race from many processes: exactly one creates
+     * it (`seg.created` tells which), the others wait for it to be ready. Throws
+     * `ERR_SHM_SIZE_MISMATCH` if it exists with another size.
+     */
+    static openOrCreate(name: string, options: CreateOptions & OpenOptions): Segment;
+    /** Removes segment `name`; processes that have it open keep using it. Throws `ENOENT` if absent. */
+    static unlink(name: string): void;
+    get name(): string;
+    /** Bytes in the data area. */
+    get size(): number;
+    /** The data area, zero-copy. Every `byteOffset` in this API is relative to it. Empty once closed. */
+    get buffer(): ArrayBuffer;
+    /** Whether this mapping created the segment (as opposed to opening an existing one). */
+    get created(): boolean;
+    get closed(): boolean;
+    /** The mutex in the segment header. */
+    get mutex(): Mutex;
+    /**
+     * Unmaps the segment from this process, releasing the locks held through this mapping first.
+     * Never removes the segment (see `unlink`). Idempotent.
+     */
+    close(): void;
+    /** Removes the segment's name (this mapping stays usable until closed). */
+    unlink(): void;
+    /**
+     * Sleeps while the 32-bit word at `byteOffset` equals `expected`, like `Atomics.wait`, but woken
+     * by `notify` from any process. Blocks this thread: prefer it in workers, not on the main thread.
+     */
+    wait(byteOffset: number, expected: number, timeout?: number): WaitResult;
+    /** Wakes up to `count` (default: all) waiters on the word at `byteOffset`, in any process. Returns how many woke. */
+    notify(byteOffset: number, count?: number): number;
+    [Symbol.dispose](): void;
+}
+export interface LockOptions {
+    /** Milliseconds to wait before throwing `ETIMEDOUT`; default: wait forever. */
+    timeout?: number;
+}
+/**
+ * An inter-process mutex: exclusive between processes and between worker threads. Not recursive:
+ * locking it again from the thread that holds it throws `EDEADLK`. If the holding process (or
+ * thread) dies, the next locker takes it over and its guard says `ownerDied: true`.
+ */
+export declare class Mutex {
+    #private;
+    /** Bytes a placed mutex occupies; lay out your data around it. */
+    static readonly byteLength = 64;
+    /** Required alignment of a placed mutex's byte offset. */
+    static readonly alignment = 8;
+    /**
+     * The mutex occupying `Mutex.byteLength` bytes at `byteOffset` of the data area (a multiple of
+     * `Mutex.alignment`). Zeroed memory is an unlocked mutex, so a fresh segment needs no set-up.
+     */
+    static at(segment: Segment, byteOffset: number): Mutex;
+    get segment(): Segment;
+    /** Blocks this thread until the lock is taken; throws `ETIMEDOUT` after `options.timeout` ms. */
+    lock(options?: LockOptions): LockGuard;
+    /** Takes the lock if it is free (or its holder died); otherwise returns `null` at once. */
+    tryLock(): LockGuard | null;
+}
+/** Proof of holding a `Mutex`. Release it with `unlock()` or a `using` declaration. */
+export declare class LockGuard {
+    #private;
+    /**
+     * True when the previous holder died while holding the lock: the data it protected may be
+     * half-updated, so check or repair it. Only the first holder after the death is told.
+     */
+    readonly ownerDied: boolean;
+    /** Whether this guard still holds the lock. */
+    get locked(): boolean;
+    /** Releases the lock. Throws `ERR_SHM_NOT_LOCKED` if this guard already released it. */
+    unlock(): void;
+    /** Releases the lock if still held (for `using`). */
+    [Symbol.dispose](): void;
+}

@@ -1,0 +1,449 @@
+/**
+ * shmkit: named shared memory for Node.js.
+ *
+ * - `Segment`: a named shared-memory segment, seen as one zero-copy `ArrayBuffer`.
+ * - `Mutex`: an inter-process lock in the segment header or anywhere in the data area.
+ * - `seg.wait` / `seg.notify`: `Atomics.wait`/`notify` that work across processes.
+ *
+ * Arguments are validated here, Node-style (`TypeError`/`RangeError` with a `code`), before any
+ * native call. The uncontended lock and unlock run entirely in JavaScript on the mapped lock word
+ * (the protocol is in docs/LOCKING.md); native code is called only to sleep, wake or recover.
+ */
+
+import { NativeSegment, currentThreadIdentity } from './binding'
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/** Every error shmkit throws has a `code`: Node's argument codes, errno names, or `ERR_SHM_*`. */
+export interface ShmkitError extends Error {
+  code: string
+}
+
+function coded<E extends Error>(error: E, code: string): E & ShmkitError {
+  return Object.assign(error, { code })
+}
+
+function typeError(name: string, expected: string, actual: unknown): TypeError & ShmkitError {
+  return coded(
+    new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`),
+    'ERR_INVALID_ARG_TYPE',
+  )
+}
+
+function rangeError(name: string, expected: string, actual: unknown): RangeError & ShmkitError {
+  return coded(
+    new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`),
+    'ERR_OUT_OF_RANGE',
+  )
+}
+
+function stateError(code: string, message: string): Error & ShmkitError {
+  return coded(new Error(message), code)
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)})`
+  if (typeof value === 'number') return `${value}`
+  if (typeof value === 'object' || typeof value === 'function') return `an instance of ${value.constructor?.name ?? 'Object'}`
+  return `type ${typeof value} (${String(value)})`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument validation
+// ---------------------------------------------------------------------------------------------
+
+/** Longest segment name, in bytes. */
+export const MAX_NAME_LENGTH = 200
+/** Largest data area, in bytes (16 TiB): beyond any machine, below JavaScript's limits. */
+export const MAX_SEGMENT_SIZE = 2 ** 44
+const NAME_PATTERN = /^[A-Za-z0-9._-]+$/
+
+function validateName(name: unknown): string {
+  if (typeof name !== 'string') throw typeError('name', 'of type string', name)
+  if (name.length === 0 || !NAME_PATTERN.test(name)) {
+    throw coded(
+      new TypeError(`The segment name ${JSON.stringify(name)} is invalid: use 1 to ${MAX_NAME_LENGTH} characters from A-Z a-z 0-9 . _ -`),
+      'ERR_INVALID_ARG_VALUE',
+    )
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    throw coded(new Error(`The segment name is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`), 'ENAMETOOLONG')
+  }
+  return name
+}
+
+function validateOptions<T extends object>(options: unknown, name: string, allowed: readonly string[], required: boolean): Partial<T> {
+  if (options === undefined && !required) return {}
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw typeError(name, 'of type object', options)
+  }
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) {
+      throw coded(
+        new TypeError(`Unknown option "${key}" in "${name}"; known options: ${allowed.join(', ')}`),
+        'ERR_INVALID_ARG_VALUE',
+      )
+    }
+  }
+  return options as Partial<T>
+}
+
+function validateInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw rangeError(name, `an integer >= ${min} and <= ${max}`, value)
+  }
+  return value
+}
+
+/** Milliseconds, `Infinity` or `undefined` (no limit); returns -1 for "no limit", as native expects. */
+function validateTimeout(value: unknown, name = 'timeout'): number {
+  if (value === undefined || value === Infinity) return -1
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  if (Number.isNaN(value) || value < 0) throw rangeError(name, 'a number of milliseconds >= 0', value)
+  return value
+}
+
+function validateSize(value: unknown): number {
+  return validateInteger(value, 'options.size', 1, MAX_SEGMENT_SIZE)
+}
+
+function validateMode(value: unknown): number {
+  return value === undefined ? 0o600 : validateInteger(value, 'options.mode', 0, 0o777)
+}
+
+function validateOffset(segment: Segment, value: unknown, name: string, byteLength: number, alignment: number): number {
+  const offset = validateInteger(value, name, 0, Number.MAX_SAFE_INTEGER)
+  if (offset % alignment !== 0) throw rangeError(name, `a multiple of ${alignment}`, offset)
+  if (offset + byteLength > segment.size) {
+    throw rangeError(name, `<= ${segment.size - byteLength} (the segment has ${segment.size} bytes)`, offset)
+  }
+  return offset
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segments
+// ---------------------------------------------------------------------------------------------
+
+export interface CreateOptions {
+  /** Bytes in the data area (`seg.buffer.byteLength`), from 1 to `MAX_SEGMENT_SIZE`. */
+  size: number
+  /** Permission bits of the new segment, applied exactly (not masked by the umask). Default `0o600`. */
+  mode?: number
+}
+
+export interface OpenOptions {
+  /** How long to wait, in ms, for a creator that is still initialising the segment. Default 2000. */
+  readyTimeout?: number
+}
+
+/** Result of `wait`, as with `Atomics.wait`. */
+export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
+
+const CONSTRUCT = Symbol('shmkit.construct')
+
+/**
+ * A named shared-memory segment mapped into this process (or worker thread).
+ *
+ * A segment lives until someone unlinks it: closing, process exit and garbage collection only
+ * unmap it. `close()` detaches `buffer`, so views over it read as empty instead of touching
+ * unmapped memory.
+ */
+export class Segment {
+  readonly #native: NativeSegment
+  readonly #name: string
+  readonly #size: number
+  readonly #buffer: ArrayBuffer
+  readonly #headerCell: ArrayBuffer
+  #mutex: Mutex | undefined
+  #closed = false
+  /** Guards held through this mapping; `close()` releases them. */
+  readonly heldGuards = new Set<LockGuard>()
+
+  /** @internal Use `Segment.create`, `Segment.open` or `Segment.openOrCreate`. */
+  constructor(token: symbol, native: NativeSegment) {
+    if (token !== CONSTRUCT) {
+      throw coded(new TypeError('Use Segment.create(), Segment.open() or Segment.openOrCreate()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    }
+    this.#native = native
+    this.#name = native.name
+    this.#size = native.size
+    const [data, headerCell] = native.buffers()
+    this.#buffer = data
+    this.#headerCell = headerCell
+  }
+
+  /** Creates segment `name`. Throws `EEXIST` if it exists, `ENOSPC` if shared memory is too small. */
+  static create(name: string, options: CreateOptions): Segment {
+    validateName(name)
+    const { size, mode } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode'], true)
+    return new Segment(CONSTRUCT, NativeSegment.create(name, validateSize(size), validateMode(mode)))
+  }
+
+  /** Opens existing segment `name`. Throws `ENOENT` if it does not exist, `ERR_SHM_*` if it is not a valid shmkit segment. */
+  static open(name: string, options?: OpenOptions): Segment {
+    validateName(name)
+    const { readyTimeout } = validateOptions<OpenOptions>(options, 'options', ['readyTimeout'], false)
+    return new Segment(CONSTRUCT, NativeSegment.open(name, validateTimeout(readyTimeout, 'options.readyTimeout')))
+  }
+
+  /**
+   * Opens `name`, creating it if needed. Safe to race from many processes: exactly one creates
+   * it (`seg.created` tells which), the others wait for it to be ready. Throws
+   * `ERR_SHM_SIZE_MISMATCH` if it exists with another size.
+   */
+  static openOrCreate(name: string, options: CreateOptions & OpenOptions): Segment {
+    validateName(name)
+    const { size, mode, readyTimeout } = validateOptions<CreateOptions & OpenOptions>(
+      options,
+      'options',
+      ['size', 'mode', 'readyTimeout'],
+      true,
+    )
+    const native = NativeSegment.openOrCreate(
+      name,
+      validateSize(size),
+      validateMode(mode),
+      validateTimeout(readyTimeout, 'options.readyTimeout'),
+    )
+    return new Segment(CONSTRUCT, native)
+  }
+
+  /** Removes segment `name`; processes that have it open keep using it. Throws `ENOENT` if absent. */
+  static unlink(name: string): void {
+    NativeSegment.unlink(validateName(name))
+  }
+
+  get name(): string {
+    return this.#name
+  }
+
+  /** Bytes in the data area. */
+  get size(): number {
+    return this.#size
+  }
+
+  /** The data area, zero-copy. Every `byteOffset` in this API is relative to it. Empty once closed. */
+  get buffer(): ArrayBuffer {
+    return this.#buffer
+  }
+
+  /** Whether this mapping created the segment (as opposed to opening an existing one). */
+  get created(): boolean {
+    return this.#native.created
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** The mutex in the segment header. */
+  get mutex(): Mutex {
+    this.assertOpen()
+    this.#mutex ??= new Mutex(CONSTRUCT, this, HEADER_MUTEX, new Int32Array(this.#headerCell))
+    return this.#mutex
+  }
+
+  /**
+   * Unmaps the segment from this process, releasing the locks held through this mapping first.
+   * Never removes the segment (see `unlink`). Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return
+    for (const guard of [...this.heldGuards]) guard.unlock()
+    this.#closed = true
+    this.#native.close([this.#buffer, this.#headerCell])
+  }
+
+  /** Removes the segment's name (this mapping stays usable until closed). */
+  unlink(): void {
+    Segment.unlink(this.#name)
+  }
+
+  /**
+   * Sleeps while the 32-bit word at `byteOffset` equals `expected`, like `Atomics.wait`, but woken
+   * by `notify` from any process. Blocks this thread: prefer it in workers, not on the main thread.
+   */
+  wait(byteOffset: number, expected: number, timeout?: number): WaitResult {
+    this.assertOpen()
+    const offset = validateOffset(this, byteOffset, 'byteOffset', 4, 4)
+    const value = validateInteger(expected, 'expected', -(2 ** 31), 2 ** 32 - 1) | 0
+    return this.#native.wait(offset, value, validateTimeout(timeout)) as WaitResult
+  }
+
+  /** Wakes up to `count` (default: all) waiters on the word at `byteOffset`, in any process. Returns how many woke. */
+  notify(byteOffset: number, count?: number): number {
+    this.assertOpen()
+    const offset = validateOffset(this, byteOffset, 'byteOffset', 4, 4)
+    const limit = count === undefined || count === Infinity ? Infinity : validateInteger(count, 'count', 0, 2 ** 32 - 1)
+    return this.#native.notify(offset, limit)
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** @internal */
+  assertOpen(): void {
+    if (this.#closed) throw stateError('ERR_SHM_CLOSED', `Segment "${this.#name}" is closed`)
+  }
+
+  /** @internal */
+  get native(): NativeSegment {
+    return this.#native
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutex
+// ---------------------------------------------------------------------------------------------
+
+/** Native cell handle of the header mutex; placed mutexes use their data offset. */
+const HEADER_MUTEX = -1
+/** Lock word layout (docs/LOCKING.md), in 32-bit slots of the cell. */
+const STATE = 0
+const OWNER_TID = 1
+const OWNER_NS = 2
+const OWNER_START_LO = 4
+const OWNER_START_HI = 5
+
+/** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
+const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI] = currentThreadIdentity().map((v) => v | 0) as [
+  number,
+  number,
+  number,
+  number,
+]
+
+export interface LockOptions {
+  /** Milliseconds to wait before throwing `ETIMEDOUT`; default: wait forever. */
+  timeout?: number
+}
+
+/**
+ * An inter-process mutex: exclusive between processes and between worker threads. Not recursive:
+ * locking it again from the thread that holds it throws `EDEADLK`. If the holding process (or
+ * thread) dies, the next locker takes it over and its guard says `ownerDied: true`.
+ */
+export class Mutex {
+  /** Bytes a placed mutex occupies; lay out your data around it. */
+  static readonly byteLength = 64
+  /** Required alignment of a placed mutex's byte offset. */
+  static readonly alignment = 8
+
+  readonly #segment: Segment
+  readonly #cell: number
+  readonly #words: Int32Array
+
+  /** @internal Use `seg.mutex` or `Mutex.at()`. */
+  constructor(token: symbol, segment: Segment, cell: number, words: Int32Array) {
+    if (token !== CONSTRUCT) {
+      throw coded(new TypeError('Use seg.mutex or Mutex.at(seg, byteOffset)'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    }
+    this.#segment = segment
+    this.#cell = cell
+    this.#words = words
+  }
+
+  /**
+   * The mutex occupying `Mutex.byteLength` bytes at `byteOffset` of the data area (a multiple of
+   * `Mutex.alignment`). Zeroed memory is an unlocked mutex, so a fresh segment needs no set-up.
+   */
+  static at(segment: Segment, byteOffset: number): Mutex {
+    if (!(segment instanceof Segment)) throw typeError('segment', 'an instance of Segment', segment)
+    segment.assertOpen()
+    const offset = validateOffset(segment, byteOffset, 'byteOffset', Mutex.byteLength, Mutex.alignment)
+    return new Mutex(CONSTRUCT, segment, offset, new Int32Array(segment.buffer, offset, Mutex.byteLength / 4))
+  }
+
+  get segment(): Segment {
+    return this.#segment
+  }
+
+  /** Blocks this thread until the lock is taken; throws `ETIMEDOUT` after `options.timeout` ms. */
+  lock(options?: LockOptions): LockGuard {
+    const { timeout } = validateOptions<LockOptions>(options, 'options', ['timeout'], false)
+    const timeoutMs = validateTimeout(timeout, 'options.timeout')
+    this.#segment.assertOpen()
+    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
+      this.#recordOwner()
+      return new LockGuard(CONSTRUCT, this, false)
+    }
+    const ownerDied = this.#segment.native.lock(this.#cell, timeoutMs)
+    return new LockGuard(CONSTRUCT, this, ownerDied)
+  }
+
+  /** Takes the lock if it is free (or its holder died); otherwise returns `null` at once. */
+  tryLock(): LockGuard | null {
+    this.#segment.assertOpen()
+    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
+      this.#recordOwner()
+      return new LockGuard(CONSTRUCT, this, false)
+    }
+    const outcome = this.#segment.native.tryLock(this.#cell)
+    return outcome === 0 ? null : new LockGuard(CONSTRUCT, this, outcome === 2)
+  }
+
+  /** @internal Releases a lock this thread holds (the guard checked that). */
+  release(): void {
+    if (Atomics.compareExchange(this.#words, STATE, THREAD_ID, 0) !== THREAD_ID) {
+      this.#segment.native.unlock(this.#cell)
+    }
+  }
+
+  /** Writes this thread's identity beside the word (skipped when it is already there). */
+  #recordOwner(): void {
+    const words = this.#words
+    if (
+      words[OWNER_TID] !== THREAD_ID ||
+      words[OWNER_START_LO] !== THREAD_START_LO ||
+      words[OWNER_START_HI] !== THREAD_START_HI ||
+      words[OWNER_NS] !== THREAD_NS
+    ) {
+      words[OWNER_NS] = THREAD_NS
+      words[OWNER_START_LO] = THREAD_START_LO
+      words[OWNER_START_HI] = THREAD_START_HI
+      Atomics.store(words, OWNER_TID, THREAD_ID) // last: a reader that sees it sees the rest
+    }
+  }
+}
+
+/** Proof of holding a `Mutex`. Release it with `unlock()` or a `using` declaration. */
+export class LockGuard {
+  readonly #mutex: Mutex
+  #held = true
+  /**
+   * True when the previous holder died while holding the lock: the data it protected may be
+   * half-updated, so check or repair it. Only the first holder after the death is told.
+   */
+  readonly ownerDied: boolean
+
+  /** @internal */
+  constructor(token: symbol, mutex: Mutex, ownerDied: boolean) {
+    if (token !== CONSTRUCT) throw coded(new TypeError('Guards come from Mutex.lock()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    this.#mutex = mutex
+    this.ownerDied = ownerDied
+    mutex.segment.heldGuards.add(this)
+  }
+
+  /** Whether this guard still holds the lock. */
+  get locked(): boolean {
+    return this.#held
+  }
+
+  /** Releases the lock. Throws `ERR_SHM_NOT_LOCKED` if this guard already released it. */
+  unlock(): void {
+    if (!this.#held) throw stateError('ERR_SHM_NOT_LOCKED', 'This guard has already released its lock')
+    this.#held = false
+    this.#mutex.segment.heldGuards.delete(this)
+    this.#mutex.release()
+  }
+
+  /** Releases the lock if still held (for `using`). */
+  [Symbol.dispose](): void {
+    if (this.#held) this.unlock()
+  }
+}
