@@ -160,7 +160,7 @@ export class Segment {
   readonly #headerCell: ArrayBuffer
   #mutex: Mutex | undefined
   #closed = false
-  /** Guards held through this mapping; `close()` releases them. */
+  /** @internal Guards held through this mapping; `close()` releases them. */
   readonly heldGuards = new Set<LockGuard>()
 
   /** @internal Use `Segment.create`, `Segment.open` or `Segment.openOrCreate`. */
