@@ -1,0 +1,15 @@
+// The examples double as end-to-end tests: they run as users run them and must report exact counts.
+import test from 'ava'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+test('the counter example ends exact, with and without the lock', async (t) => {
+  const { stdout } = await run(process.execPath, ['examples/counter.js', '50000'], { cwd: root, timeout: 60_000 })
+  t.regex(stdout, /Final count: 50,000 \(expected 50,000\) exact/)
+  t.regex(stdout, /Final: 100,000 \(expected 100,000\) exact/)
+  t.regex(stdout, /B reads 50,000/)
+})
