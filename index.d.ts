@@ -38,8 +38,6 @@ export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
  */
 export declare class Segment {
     #private;
-    /** Guards held through this mapping; `close()` releases them. */
-    readonly heldGuards: Set<LockGuard>;
     /** Creates segment `name`. Throws `EEXIST` if it exists, `ENOSPC` if shared memory is too small. */
     static create(name: string, options: CreateOptions): Segment;
     /** Opens existing segment `name`. Throws `ENOENT` if it does not exist, `ERR_SHM_*` if it is not a valid shmkit segment. */
