@@ -13,6 +13,13 @@
 export interface ShmkitError extends Error {
     code: string;
 }
+/** Rejection of an aborted `lockAsync`/`waitAsync`, as Node's own APIs do it. */
+export declare class AbortError extends Error {
+    readonly code = "ABORT_ERR";
+    constructor(message?: string, options?: {
+        cause?: unknown;
+    });
+}
 /** Longest segment name, in bytes. */
 export declare const MAX_NAME_LENGTH = 200;
 /** Largest data area, in bytes (16 TiB): beyond any machine, below JavaScript's limits. */
@@ -72,6 +79,14 @@ export declare class Segment {
      * by `notify` from any process. Blocks this thread: prefer it in workers, not on the main thread.
      */
     wait(byteOffset: number, expected: number, timeout?: number): WaitResult;
+    /**
+     * `wait` without blocking: the promise settles with `'ok'`, `'not-equal'` or `'timed-out'`.
+     * The sleep happens on a native waiter thread, not the libuv pool. Rejects with `AbortError`
+     * when `options.signal` aborts. A pending wait keeps the process alive, like a timer.
+     */
+    waitAsync(byteOffset: number, expected: number, timeout?: number, options?: {
+        signal?: AbortSignal;
+    }): Promise<WaitResult>;
     /** Wakes up to `count` (default: all) waiters on the word at `byteOffset`, in any process. Returns how many woke. */
     notify(byteOffset: number, count?: number): number;
     [Symbol.dispose](): void;
@@ -99,6 +114,25 @@ export declare class Mutex {
     get segment(): Segment;
     /** Blocks this thread until the lock is taken; throws `ETIMEDOUT` after `options.timeout` ms. */
     lock(options?: LockOptions): LockGuard;
+    /**
+     * Resolves with a `LockGuard` once the lock is taken, without blocking the event loop: the
+     * uncontended case completes at once in JavaScript, a contended one waits on a native waiter
+     * thread (never the libuv pool). Rejects with `ETIMEDOUT` after `options.timeout` ms and with
+     * `AbortError` when `options.signal` aborts; a lock acquired just as the caller gave up is
+     * released. Unlike `lock()`, it never throws `EDEADLK`: if this thread already holds the lock
+     * (another async task of the same thread), it waits for that guard to be released, so
+     * concurrent `withLock` calls of one thread run one after the other.
+     */
+    lockAsync(options?: LockOptions & {
+        signal?: AbortSignal;
+    }): Promise<LockGuard>;
+    /**
+     * Runs `fn` holding the lock and returns its result; `fn` may be async. The lock is released
+     * when `fn` returns, throws or rejects. Takes the same options as `lockAsync`.
+     */
+    withLock<T>(fn: (guard: LockGuard) => T | Promise<T>, options?: LockOptions & {
+        signal?: AbortSignal;
+    }): Promise<T>;
     /** Takes the lock if it is free (or its holder died); otherwise returns `null` at once. */
     tryLock(): LockGuard | null;
 }

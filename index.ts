@@ -10,7 +10,7 @@
  * (the protocol is in docs/LOCKING.md); native code is called only to sleep, wake or recover.
  */
 
-import { NativeSegment, currentThreadIdentity } from './binding'
+import { NativeSegment, WaitToken, currentThreadIdentity } from './binding'
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -37,6 +37,89 @@ function rangeError(name: string, expected: string, actual: unknown): RangeError
     new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`),
     'ERR_OUT_OF_RANGE',
   )
+}
+
+/** Rejection of an aborted `lockAsync`/`waitAsync`, as Node's own APIs do it. */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR'
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'AbortError'
+  }
+}
+
+function timedOut(what: string, timeout: number): Error & ShmkitError {
+  return coded(new Error(`Timed out after ${timeout} ms waiting for ${what}`), 'ETIMEDOUT')
+}
+
+function validateSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined
+  if (!(signal instanceof AbortSignal)) throw typeError('options.signal', 'an instance of AbortSignal', signal)
+  return signal
+}
+
+/** A native wait in flight, tracked by its segment so `close()` can cancel it. */
+interface PendingRequest {
+  token: WaitToken
+  /** The mutex being acquired, for lock requests. */
+  mutex?: Mutex
+}
+
+/**
+ * Runs `start(token)` (a native waiter) and settles with its outcome, or rejects with an
+ * `AbortError` as soon as `signal` aborts. If the waiter completed just as the signal fired, its
+ * late outcome is handed to `undo` (so an acquired lock is released, never leaked). A request
+ * cancelled by `segment.close()` rejects with `ERR_SHM_CLOSED`.
+ */
+async function nativeWait<T extends string>(
+  segment: Segment,
+  signal: AbortSignal | undefined,
+  start: (token: WaitToken) => Promise<T | 'cancelled'>,
+  undo: (outcome: T) => void,
+  mutex?: Mutex,
+): Promise<T> {
+  const request: PendingRequest = mutex === undefined ? { token: new WaitToken() } : { token: new WaitToken(), mutex }
+  const pending = start(request.token)
+  segment.pendingRequests.add(request)
+  let outcome: T | 'cancelled'
+  try {
+    outcome = signal === undefined ? await pending : await abortable(signal, request.token, pending, undo)
+  } finally {
+    segment.pendingRequests.delete(request)
+  }
+  if (outcome === 'cancelled') {
+    if (segment.closed) throw stateError('ERR_SHM_CLOSED', `Segment "${segment.name}" was closed while waiting`)
+    throw new AbortError()
+  }
+  return outcome
+}
+
+function abortable<T extends string>(
+  signal: AbortSignal,
+  token: WaitToken,
+  pending: Promise<T | 'cancelled'>,
+  undo: (outcome: T) => void,
+): Promise<T | 'cancelled'> {
+  return new Promise((resolve, reject) => {
+    let aborted = false
+    const onAbort = () => {
+      aborted = true
+      token.cancel()
+      reject(new AbortError(undefined, { cause: signal.reason }))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    pending.then(
+      (outcome) => {
+        signal.removeEventListener('abort', onAbort)
+        if (!aborted) resolve(outcome)
+        else if (outcome !== 'cancelled') undo(outcome)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        if (!aborted) reject(error)
+      },
+    )
+  })
 }
 
 function stateError(code: string, message: string): Error & ShmkitError {
@@ -162,6 +245,8 @@ export class Segment {
   #closed = false
   /** @internal Guards held through this mapping; `close()` releases them. */
   readonly heldGuards = new Set<LockGuard>()
+  /** @internal Native waits in flight; `close()` cancels them. */
+  readonly pendingRequests = new Set<PendingRequest>()
 
   /** @internal Use `Segment.create`, `Segment.open` or `Segment.openOrCreate`. */
   constructor(token: symbol, native: NativeSegment) {
@@ -254,6 +339,11 @@ export class Segment {
   close(): void {
     if (this.#closed) return
     for (const guard of [...this.heldGuards]) guard.unlock()
+    for (const { token, mutex } of this.pendingRequests) {
+      // A lock request that completed but whose promise has not settled yet holds the lock for
+      // this thread: release it now, while the mapping is still ours.
+      if (!token.cancel() && mutex !== undefined && mutex.heldByThisThread()) mutex.release()
+    }
     this.#closed = true
     this.#native.close([this.#buffer, this.#headerCell])
   }
@@ -272,6 +362,24 @@ export class Segment {
     const offset = validateOffset(this, byteOffset, 'byteOffset', 4, 4)
     const value = validateInteger(expected, 'expected', -(2 ** 31), 2 ** 32 - 1) | 0
     return this.#native.wait(offset, value, validateTimeout(timeout)) as WaitResult
+  }
+
+  /**
+   * `wait` without blocking: the promise settles with `'ok'`, `'not-equal'` or `'timed-out'`.
+   * The sleep happens on a native waiter thread, not the libuv pool. Rejects with `AbortError`
+   * when `options.signal` aborts. A pending wait keeps the process alive, like a timer.
+   */
+  async waitAsync(byteOffset: number, expected: number, timeout?: number, options?: { signal?: AbortSignal }): Promise<WaitResult> {
+    this.assertOpen()
+    const offset = validateOffset(this, byteOffset, 'byteOffset', 4, 4)
+    const value = validateInteger(expected, 'expected', -(2 ** 31), 2 ** 32 - 1) | 0
+    const timeoutMs = validateTimeout(timeout)
+    const { signal } = validateOptions<{ signal?: AbortSignal }>(options, 'options', ['signal'], false)
+    const abortSignal = validateSignal(signal)
+    if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
+    const words = new Int32Array(this.#buffer, offset, 1)
+    if (Atomics.load(words, 0) !== value) return 'not-equal'
+    return nativeWait(this, abortSignal, (token) => this.#native.waitAsync(offset, value, timeoutMs, token), () => {})
   }
 
   /** Wakes up to `count` (default: all) waiters on the word at `byteOffset`, in any process. Returns how many woke. */
@@ -305,6 +413,7 @@ export class Segment {
 const HEADER_MUTEX = -1
 /** Lock word layout (docs/LOCKING.md), in 32-bit slots of the cell. */
 const STATE = 0
+const OWNER_MASK = 0x3fffffff
 const OWNER_TID = 1
 const OWNER_NS = 2
 const OWNER_START_LO = 4
@@ -376,6 +485,56 @@ export class Mutex {
     return new LockGuard(CONSTRUCT, this, ownerDied)
   }
 
+  /**
+   * Resolves with a `LockGuard` once the lock is taken, without blocking the event loop: the
+   * uncontended case completes at once in JavaScript, a contended one waits on a native waiter
+   * thread (never the libuv pool). Rejects with `ETIMEDOUT` after `options.timeout` ms and with
+   * `AbortError` when `options.signal` aborts; a lock acquired just as the caller gave up is
+   * released. Unlike `lock()`, it never throws `EDEADLK`: if this thread already holds the lock
+   * (another async task of the same thread), it waits for that guard to be released, so
+   * concurrent `withLock` calls of one thread run one after the other.
+   */
+  async lockAsync(options?: LockOptions & { signal?: AbortSignal }): Promise<LockGuard> {
+    const { timeout, signal } = validateOptions<LockOptions & { signal?: AbortSignal }>(options, 'options', ['timeout', 'signal'], false)
+    const timeoutMs = validateTimeout(timeout, 'options.timeout')
+    const abortSignal = validateSignal(signal)
+    if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
+    this.#segment.assertOpen()
+    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
+      this.#recordOwner()
+      return new LockGuard(CONSTRUCT, this, false)
+    }
+    const outcome = await nativeWait(
+      this.#segment,
+      abortSignal,
+      (token) => this.#segment.native.lockAsync(this.#cell, timeoutMs, token),
+      (late) => {
+        if (late === 'acquired' || late === 'owner-died') this.release()
+      },
+      this,
+    )
+    if (outcome === 'timed-out') throw timedOut('the lock', timeout as number)
+    if (this.#segment.closed) {
+      // Acquired as the segment closed; close() already released it on our behalf.
+      throw stateError('ERR_SHM_CLOSED', `Segment "${this.#segment.name}" was closed while waiting for its lock`)
+    }
+    return new LockGuard(CONSTRUCT, this, outcome === 'owner-died')
+  }
+
+  /**
+   * Runs `fn` holding the lock and returns its result; `fn` may be async. The lock is released
+   * when `fn` returns, throws or rejects. Takes the same options as `lockAsync`.
+   */
+  async withLock<T>(fn: (guard: LockGuard) => T | Promise<T>, options?: LockOptions & { signal?: AbortSignal }): Promise<T> {
+    if (typeof fn !== 'function') throw typeError('fn', 'of type function', fn)
+    const guard = await this.lockAsync(options)
+    try {
+      return await fn(guard)
+    } finally {
+      if (guard.locked) guard.unlock()
+    }
+  }
+
   /** Takes the lock if it is free (or its holder died); otherwise returns `null` at once. */
   tryLock(): LockGuard | null {
     this.#segment.assertOpen()
@@ -387,8 +546,14 @@ export class Mutex {
     return outcome === 0 ? null : new LockGuard(CONSTRUCT, this, outcome === 2)
   }
 
+  /** @internal */
+  heldByThisThread(): boolean {
+    return (Atomics.load(this.#words, STATE) & OWNER_MASK) === THREAD_ID
+  }
+
   /** @internal Releases a lock this thread holds (the guard checked that). */
   release(): void {
+    if (this.#segment.closed) return // close() released it already
     if (Atomics.compareExchange(this.#words, STATE, THREAD_ID, 0) !== THREAD_ID) {
       this.#segment.native.unlock(this.#cell)
     }

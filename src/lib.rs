@@ -11,3 +11,4 @@ mod buffers;
 mod errors;
 mod segment;
 mod timeouts;
+mod waiting;

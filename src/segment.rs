@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use shmkit_core::{CreateOptions, MutexCell, Segment, WaitOutcome};
+use shmkit_core::{CreateOptions, ErrorCode, MutexCell, Segment, WaitOutcome};
 
 use crate::buffers::{self, RawValue};
 use crate::errors::{coded, to_js, Code};
 use crate::timeouts;
+use crate::waiting::{spawn_waiter, WaitToken};
 
 /// Cell handle meaning "the mutex in the header"; other handles are data-area offsets.
 const HEADER_MUTEX: i64 = -1;
@@ -195,6 +196,70 @@ impl NativeSegment {
             .map_err(to_js)
     }
 
+    /// Acquires on a waiter thread for this JS thread. Resolves `'acquired'`, `'owner-died'`,
+    /// `'timed-out'` or `'cancelled'` (never leaving the lock held in that case).
+    #[napi(ts_return_type = "Promise<'acquired' | 'owner-died' | 'timed-out' | 'cancelled'>")]
+    pub fn lock_async<'env>(
+        &self,
+        env: &'env Env,
+        cell: i64,
+        timeout_ms: f64,
+        token: &WaitToken,
+    ) -> Result<Object<'env>, Code> {
+        self.cell(cell)?; // validate now: errors are thrown synchronously
+        let segment = self.segment()?.clone();
+        let me = shmkit_core::current_thread();
+        let request = token.request();
+        let timeout = timeouts::from_millis(timeout_ms);
+        spawn_waiter(env, move || {
+            let mutex = cell_of(&segment, cell);
+            match mutex.lock_on_behalf(&me, timeout, request.cancel_flag()) {
+                Ok(acquired) if request.complete() => {
+                    if acquired.owner_died {
+                        "owner-died"
+                    } else {
+                        "acquired"
+                    }
+                }
+                Ok(_) => {
+                    // Cancelled just as we acquired: release, never leak.
+                    let _ = mutex.unlock(&me);
+                    "cancelled"
+                }
+                Err(err) if err.code() == ErrorCode::TimedOut => {
+                    request.complete();
+                    "timed-out"
+                }
+                Err(_) => "cancelled",
+            }
+            .to_owned()
+        })
+    }
+
+    /// `wait` on a waiter thread: resolves `'ok'`, `'not-equal'`, `'timed-out'` or `'cancelled'`.
+    #[napi(ts_return_type = "Promise<'ok' | 'not-equal' | 'timed-out' | 'cancelled'>")]
+    pub fn wait_async<'env>(
+        &self,
+        env: &'env Env,
+        offset: f64,
+        expected: i32,
+        timeout_ms: f64,
+        token: &WaitToken,
+    ) -> Result<Object<'env>, Code> {
+        let segment = self.segment()?.clone();
+        let offset = offset as usize;
+        segment.word_at(offset).map_err(to_js)?;
+        let request = token.request();
+        let timeout = timeouts::from_millis(timeout_ms);
+        spawn_waiter(env, move || {
+            match segment.wait_on_behalf(offset, expected as u32, timeout, request.cancel_flag()) {
+                Ok(outcome) if request.complete() => wait_outcome_name(outcome),
+                _ => "cancelled",
+            }
+            .to_owned()
+        })
+    }
+
     #[napi]
     pub fn wait(&self, offset: f64, expected: i32, timeout_ms: f64) -> Result<String, Code> {
         let segment = self.segment()?;
@@ -205,12 +270,7 @@ impl NativeSegment {
                 timeouts::from_millis(timeout_ms),
             )
             .map_err(to_js)?;
-        Ok(match outcome {
-            WaitOutcome::Woken => "ok",
-            WaitOutcome::NotEqual => "not-equal",
-            WaitOutcome::TimedOut => "timed-out",
-        }
-        .to_owned())
+        Ok(wait_outcome_name(outcome).to_owned())
     }
 
     #[napi]
@@ -224,6 +284,25 @@ impl NativeSegment {
             .segment()?
             .notify(offset as usize, count)
             .map_err(to_js)? as u32)
+    }
+}
+
+fn wait_outcome_name(outcome: WaitOutcome) -> &'static str {
+    match outcome {
+        WaitOutcome::Woken => "ok",
+        WaitOutcome::NotEqual => "not-equal",
+        WaitOutcome::TimedOut => "timed-out",
+    }
+}
+
+/// The mutex behind a cell handle that `NativeSegment::cell` already validated.
+fn cell_of(segment: &Segment, handle: i64) -> &MutexCell {
+    if handle == HEADER_MUTEX {
+        segment.header_mutex()
+    } else {
+        segment
+            .mutex_at(handle as usize)
+            .expect("cell handle validated before the waiter started")
     }
 }
 

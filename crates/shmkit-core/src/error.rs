@@ -38,6 +38,8 @@ pub enum ErrorCode {
     Closed,
     /// `ERR_SHM_SIZE_MISMATCH`: `open_or_create` found a segment of another size.
     SizeMismatch,
+    /// `ABORT_ERR`: the caller cancelled the wait.
+    Cancelled,
     /// `ERR_SHM_WRONG_KIND`: a channel opened as a segment's peer expects, or the reverse.
     WrongKind,
     /// Any other OS error, by errno.
@@ -65,6 +67,7 @@ impl ErrorCode {
             ErrorCode::Closed => "ERR_SHM_CLOSED",
             ErrorCode::SizeMismatch => "ERR_SHM_SIZE_MISMATCH",
             ErrorCode::WrongKind => "ERR_SHM_WRONG_KIND",
+            ErrorCode::Cancelled => "ABORT_ERR",
             ErrorCode::Os(errno) => errno_name(*errno),
         }
     }

@@ -35,7 +35,7 @@
 //!     24   40 reserved
 //! ```
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -111,17 +111,45 @@ impl MutexCell {
     }
 
     /// Blocks until the lock is ours or `timeout` passes (`None`: wait forever).
+    /// Fails with `WouldDeadlock` if `me` already holds it: blocking would never end.
     pub fn lock(&self, me: &ThreadIdentity, timeout: Option<Duration>) -> Result<Acquired> {
         if self.cas(0, me.tid) {
             self.record_owner(me);
             return Ok(Acquired { owner_died: false });
         }
-        self.lock_contended(me, timeout.map(|t| Instant::now() + t))
+        self.refuse_recursion(self.state.load(Ordering::Relaxed), me)?;
+        self.lock_contended(
+            me,
+            timeout.map(|t| Instant::now() + t),
+            &AtomicBool::new(false),
+        )
+    }
+
+    /// Like [`lock`](Self::lock), for a waiter that runs on another thread on behalf of `me`
+    /// (asynchronous acquisition): gives up with `Cancelled` within one sleep slice (50 ms) of
+    /// `cancel` being set, and does NOT refuse a lock `me` already
+    /// holds: it waits for that holding to end like any other, which is how several pending
+    /// acquisitions of one JavaScript thread queue up behind each other.
+    pub fn lock_on_behalf(
+        &self,
+        me: &ThreadIdentity,
+        timeout: Option<Duration>,
+        cancel: &AtomicBool,
+    ) -> Result<Acquired> {
+        if self.cas(0, me.tid) {
+            self.record_owner(me);
+            return Ok(Acquired { owner_died: false });
+        }
+        self.lock_contended(me, timeout.map(|t| Instant::now() + t), cancel)
     }
 
     #[cold]
-    fn lock_contended(&self, me: &ThreadIdentity, deadline: Option<Instant>) -> Result<Acquired> {
-        self.refuse_recursion(self.state.load(Ordering::Relaxed), me)?;
+    fn lock_contended(
+        &self,
+        me: &ThreadIdentity,
+        deadline: Option<Instant>,
+        cancel: &AtomicBool,
+    ) -> Result<Acquired> {
         for round in 0..SPIN_ROUNDS {
             let current = self.state.load(Ordering::Relaxed);
             if current & OWNER_MASK == 0 && self.try_take_free(current, me, false) {
@@ -133,6 +161,12 @@ impl MutexCell {
         }
         let mut unrecorded_dead_since = None;
         loop {
+            if cancel.load(Ordering::Acquire) {
+                return Err(Error::new(
+                    ErrorCode::Cancelled,
+                    "The lock request was cancelled",
+                ));
+            }
             let current = self.state.load(Ordering::Relaxed);
             if current & OWNER_MASK == 0 {
                 // Free. Take it with WAITERS set: other sleepers may exist and must not be lost.

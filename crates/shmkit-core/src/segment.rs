@@ -5,7 +5,7 @@
 //!             ^ magic, sizes, header mutex, name      ^ every user offset is relative to here
 //! ```
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -249,6 +249,34 @@ impl Segment {
         timeout: Option<Duration>,
     ) -> Result<WaitOutcome> {
         Ok(platform::wait(self.word_at(offset)?, expected, timeout))
+    }
+
+    /// Like [`wait`](Self::wait), for a waiter thread serving an asynchronous caller: sleeps in
+    /// slices of at most 50 ms and gives up with `Cancelled` once `cancel` is set.
+    pub fn wait_on_behalf(
+        &self,
+        offset: usize,
+        expected: u32,
+        timeout: Option<Duration>,
+        cancel: &AtomicBool,
+    ) -> Result<WaitOutcome> {
+        const SLICE: Duration = Duration::from_millis(50);
+        let word = self.word_at(offset)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if cancel.load(Ordering::Acquire) {
+                return Err(Error::new(ErrorCode::Cancelled, "The wait was cancelled"));
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Ok(WaitOutcome::TimedOut);
+            }
+            let slice = remaining.map_or(SLICE, |r| r.min(SLICE));
+            match platform::wait(word, expected, Some(slice)) {
+                WaitOutcome::TimedOut => continue,
+                outcome => return Ok(outcome),
+            }
+        }
     }
 
     /// Wakes up to `count` waiters on the word at `offset`, in any process.
