@@ -137,16 +137,18 @@ export declare class Mutex {
     tryLock(): LockGuard | null;
 }
 /** Proof of holding a `Mutex`. Release it with `unlock()` or a `using` declaration. */
-export declare class LockGuard {
-    #private;
+export interface LockGuard {
     /**
      * True when the previous holder died while holding the lock: the data it protected may be
      * half-updated, so check or repair it. Only the first holder after the death is told.
      */
     readonly ownerDied: boolean;
-    /** Whether this guard still holds the lock. */
-    get locked(): boolean;
-    /** Releases the lock. Throws `ERR_SHM_NOT_LOCKED` if this guard already released it. */
+    /** Whether this guard still holds the lock (closing its segment releases it). */
+    readonly locked: boolean;
+    /**
+     * Releases the lock. Throws `ERR_SHM_NOT_LOCKED` if it was already released (by this guard or
+     * by closing the segment).
+     */
     unlock(): void;
     /** Releases the lock if still held (for `using`). */
     [Symbol.dispose](): void;

@@ -242,9 +242,10 @@ export class Segment {
   readonly #buffer: ArrayBuffer
   readonly #headerCell: ArrayBuffer
   #mutex: Mutex | undefined
-  #closed = false
-  /** @internal Guards held through this mapping; `close()` releases them. */
-  readonly heldGuards = new Set<LockGuard>()
+  /** @internal Shared with this mapping's mutexes and guards: one plain read on the hot path. */
+  readonly life = { closed: false }
+  /** @internal Mutex objects of this mapping, by cell; `close()` releases those held. */
+  readonly mutexes = new Map<number, Mutex>()
   /** @internal Native waits in flight; `close()` cancels them. */
   readonly pendingRequests = new Set<PendingRequest>()
 
@@ -322,13 +323,17 @@ export class Segment {
   }
 
   get closed(): boolean {
-    return this.#closed
+    return this.life.closed
   }
 
   /** The mutex in the segment header. */
   get mutex(): Mutex {
-    this.assertOpen()
-    this.#mutex ??= new Mutex(CONSTRUCT, this, HEADER_MUTEX, new Int32Array(this.#headerCell))
+    if (this.#mutex === undefined) {
+      this.assertOpen()
+      this.#mutex = new Mutex(CONSTRUCT, this, HEADER_MUTEX, new Int32Array(this.#headerCell))
+      this.mutexes.set(HEADER_MUTEX, this.#mutex)
+    }
+    if (this.life.closed) this.assertOpen()
     return this.#mutex
   }
 
@@ -337,14 +342,14 @@ export class Segment {
    * Never removes the segment (see `unlink`). Idempotent.
    */
   close(): void {
-    if (this.#closed) return
-    for (const guard of [...this.heldGuards]) guard.unlock()
+    if (this.life.closed) return
+    for (const mutex of this.mutexes.values()) mutex.releaseAll()
     for (const { token, mutex } of this.pendingRequests) {
       // A lock request that completed but whose promise has not settled yet holds the lock for
       // this thread: release it now, while the mapping is still ours.
-      if (!token.cancel() && mutex !== undefined && mutex.heldByThisThread()) mutex.release()
+      if (!token.cancel() && mutex !== undefined && mutex.heldByThisThread()) mutex.releaseInFlight()
     }
-    this.#closed = true
+    this.life.closed = true
     this.#native.close([this.#buffer, this.#headerCell])
   }
 
@@ -396,7 +401,7 @@ export class Segment {
 
   /** @internal */
   assertOpen(): void {
-    if (this.#closed) throw stateError('ERR_SHM_CLOSED', `Segment "${this.#name}" is closed`)
+    if (this.life.closed) throw stateError('ERR_SHM_CLOSED', `Segment "${this.#name}" is closed`)
   }
 
   /** @internal */
@@ -418,6 +423,11 @@ const OWNER_TID = 1
 const OWNER_NS = 2
 const OWNER_START_LO = 4
 const OWNER_START_HI = 5
+
+function lockTimeout(options: unknown): number {
+  const { timeout } = validateOptions<LockOptions>(options, 'options', ['timeout'], false)
+  return validateTimeout(timeout, 'options.timeout')
+}
 
 /** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
 const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI] = currentThreadIdentity().map((v) => v | 0) as [
@@ -444,8 +454,11 @@ export class Mutex {
   static readonly alignment = 8
 
   readonly #segment: Segment
+  readonly #life: { closed: boolean }
   readonly #cell: number
   readonly #words: Int32Array
+  /** Guards of this thread currently holding the lock through this object (0 or 1). */
+  #held = 0
 
   /** @internal Use `seg.mutex` or `Mutex.at()`. */
   constructor(token: symbol, segment: Segment, cell: number, words: Int32Array) {
@@ -453,6 +466,7 @@ export class Mutex {
       throw coded(new TypeError('Use seg.mutex or Mutex.at(seg, byteOffset)'), 'ERR_ILLEGAL_CONSTRUCTOR')
     }
     this.#segment = segment
+    this.#life = segment.life
     this.#cell = cell
     this.#words = words
   }
@@ -465,7 +479,12 @@ export class Mutex {
     if (!(segment instanceof Segment)) throw typeError('segment', 'an instance of Segment', segment)
     segment.assertOpen()
     const offset = validateOffset(segment, byteOffset, 'byteOffset', Mutex.byteLength, Mutex.alignment)
-    return new Mutex(CONSTRUCT, segment, offset, new Int32Array(segment.buffer, offset, Mutex.byteLength / 4))
+    let mutex = segment.mutexes.get(offset)
+    if (mutex === undefined) {
+      mutex = new Mutex(CONSTRUCT, segment, offset, new Int32Array(segment.buffer, offset, Mutex.byteLength / 4))
+      segment.mutexes.set(offset, mutex)
+    }
+    return mutex
   }
 
   get segment(): Segment {
@@ -474,15 +493,18 @@ export class Mutex {
 
   /** Blocks this thread until the lock is taken; throws `ETIMEDOUT` after `options.timeout` ms. */
   lock(options?: LockOptions): LockGuard {
-    const { timeout } = validateOptions<LockOptions>(options, 'options', ['timeout'], false)
-    const timeoutMs = validateTimeout(timeout, 'options.timeout')
-    this.#segment.assertOpen()
+    const timeoutMs = options === undefined ? -1 : lockTimeout(options)
+    if (this.#life.closed) this.#segment.assertOpen()
     if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
       this.#recordOwner()
-      return new LockGuard(CONSTRUCT, this, false)
+      return this.#guard(false)
     }
-    const ownerDied = this.#segment.native.lock(this.#cell, timeoutMs)
-    return new LockGuard(CONSTRUCT, this, ownerDied)
+    return this.#guard(this.#segment.native.lock(this.#cell, timeoutMs))
+  }
+
+  #guard(ownerDied: boolean): LockGuard {
+    this.#held++
+    return new Guard(this, this.#life, ownerDied)
   }
 
   /**
@@ -502,14 +524,14 @@ export class Mutex {
     this.#segment.assertOpen()
     if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
       this.#recordOwner()
-      return new LockGuard(CONSTRUCT, this, false)
+      return this.#guard(false)
     }
     const outcome = await nativeWait(
       this.#segment,
       abortSignal,
       (token) => this.#segment.native.lockAsync(this.#cell, timeoutMs, token),
       (late) => {
-        if (late === 'acquired' || late === 'owner-died') this.release()
+        if (late === 'acquired' || late === 'owner-died') this.releaseInFlight()
       },
       this,
     )
@@ -518,7 +540,7 @@ export class Mutex {
       // Acquired as the segment closed; close() already released it on our behalf.
       throw stateError('ERR_SHM_CLOSED', `Segment "${this.#segment.name}" was closed while waiting for its lock`)
     }
-    return new LockGuard(CONSTRUCT, this, outcome === 'owner-died')
+    return this.#guard(outcome === 'owner-died')
   }
 
   /**
@@ -537,13 +559,13 @@ export class Mutex {
 
   /** Takes the lock if it is free (or its holder died); otherwise returns `null` at once. */
   tryLock(): LockGuard | null {
-    this.#segment.assertOpen()
+    if (this.#life.closed) this.#segment.assertOpen()
     if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
       this.#recordOwner()
-      return new LockGuard(CONSTRUCT, this, false)
+      return this.#guard(false)
     }
     const outcome = this.#segment.native.tryLock(this.#cell)
-    return outcome === 0 ? null : new LockGuard(CONSTRUCT, this, outcome === 2)
+    return outcome === 0 ? null : this.#guard(outcome === 2)
   }
 
   /** @internal */
@@ -551,9 +573,20 @@ export class Mutex {
     return (Atomics.load(this.#words, STATE) & OWNER_MASK) === THREAD_ID
   }
 
-  /** @internal Releases a lock this thread holds (the guard checked that). */
+  /** @internal Releases every holding of this object (segment closing). */
+  releaseAll(): void {
+    for (; this.#held > 0; this.#held--) this.releaseInFlight()
+  }
+
+  /** @internal Releases a lock this thread holds through a guard (the guard checked that the
+   * segment is open and the guard still held). */
   release(): void {
-    if (this.#segment.closed) return // close() released it already
+    this.#held--
+    this.releaseInFlight()
+  }
+
+  /** @internal Releases a lock acquired for this thread that no guard was made for. */
+  releaseInFlight(): void {
     if (Atomics.compareExchange(this.#words, STATE, THREAD_ID, 0) !== THREAD_ID) {
       this.#segment.native.unlock(this.#cell)
     }
@@ -577,38 +610,50 @@ export class Mutex {
 }
 
 /** Proof of holding a `Mutex`. Release it with `unlock()` or a `using` declaration. */
-export class LockGuard {
-  readonly #mutex: Mutex
-  #held = true
+export interface LockGuard {
   /**
    * True when the previous holder died while holding the lock: the data it protected may be
    * half-updated, so check or repair it. Only the first holder after the death is told.
    */
   readonly ownerDied: boolean
+  /** Whether this guard still holds the lock (closing its segment releases it). */
+  readonly locked: boolean
+  /**
+   * Releases the lock. Throws `ERR_SHM_NOT_LOCKED` if it was already released (by this guard or
+   * by closing the segment).
+   */
+  unlock(): void
+  /** Releases the lock if still held (for `using`). */
+  [Symbol.dispose](): void
+}
 
-  /** @internal */
-  constructor(token: symbol, mutex: Mutex, ownerDied: boolean) {
-    if (token !== CONSTRUCT) throw coded(new TypeError('Guards come from Mutex.lock()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+/** The one implementation of `LockGuard`; not exported, so guards only come from a `Mutex`. */
+class Guard implements LockGuard {
+  readonly #mutex: Mutex
+  readonly #life: { closed: boolean }
+  #held = true
+  readonly ownerDied: boolean
+
+  constructor(mutex: Mutex, life: { closed: boolean }, ownerDied: boolean) {
     this.#mutex = mutex
+    this.#life = life
     this.ownerDied = ownerDied
-    mutex.segment.heldGuards.add(this)
   }
 
-  /** Whether this guard still holds the lock. */
   get locked(): boolean {
-    return this.#held
+    return this.#held && !this.#life.closed
   }
 
-  /** Releases the lock. Throws `ERR_SHM_NOT_LOCKED` if this guard already released it. */
   unlock(): void {
-    if (!this.#held) throw stateError('ERR_SHM_NOT_LOCKED', 'This guard has already released its lock')
+    if (!this.#held || this.#life.closed) {
+      throw stateError('ERR_SHM_NOT_LOCKED', 'This guard no longer holds its lock (already unlocked, or its segment was closed)')
+    }
     this.#held = false
-    this.#mutex.segment.heldGuards.delete(this)
     this.#mutex.release()
   }
 
-  /** Releases the lock if still held (for `using`). */
   [Symbol.dispose](): void {
-    if (this.#held) this.unlock()
+    if (this.locked) this.unlock()
   }
 }
+
