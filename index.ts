@@ -595,12 +595,9 @@ export class Mutex {
   /** Writes this thread's identity beside the word (skipped when it is already there). */
   #recordOwner(): void {
     const words = this.#words
-    if (
-      words[OWNER_TID] !== THREAD_ID ||
-      words[OWNER_START_LO] !== THREAD_START_LO ||
-      words[OWNER_START_HI] !== THREAD_START_HI ||
-      words[OWNER_NS] !== THREAD_NS
-    ) {
+    // Two loads tell "already mine": the tid, and the start time's low half (a reused tid of
+    // another thread almost surely started at another tick).
+    if (words[OWNER_TID] !== THREAD_ID || words[OWNER_START_LO] !== THREAD_START_LO) {
       words[OWNER_NS] = THREAD_NS
       words[OWNER_START_LO] = THREAD_START_LO
       words[OWNER_START_HI] = THREAD_START_HI

@@ -6,7 +6,8 @@
 //! * `current_thread()`: who this thread is, in a form another process can check for liveness;
 //! * `liveness(owner)`: whether the thread recorded as a lock owner still runs.
 //!
-//! One file per OS implements it; `fallback.rs` polls where no native primitive is wired up.
+//! One file per OS implements it (`linux.rs`, `macos.rs`, `windows.rs`); `fallback.rs` serves
+//! the rest, with the portable polling wait of `polling.rs`.
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -15,9 +16,20 @@ use std::time::Duration;
 #[path = "linux.rs"]
 mod os;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+#[path = "macos.rs"]
+mod os;
+
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod os;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 #[path = "fallback.rs"]
 mod os;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod polling;
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,65 @@
+//! Windows: thread ids from `GetCurrentThreadId` (unique among live threads system-wide), and
+//! liveness from `OpenThread` + `GetExitCodeThread`, with the thread's creation time guarding
+//! against id reuse. Waiting polls (see `polling.rs`): `WaitOnAddress` only wakes threads of the
+//! calling process, so it cannot serve a cross-process wait.
+
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, ERROR_INVALID_PARAMETER, FILETIME, STILL_ACTIVE,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentThread, GetCurrentThreadId, GetExitCodeThread, GetThreadTimes, OpenThread,
+    THREAD_QUERY_LIMITED_INFORMATION,
+};
+
+use super::{Liveness, ThreadIdentity};
+
+pub use super::polling::{wait, wake};
+
+pub fn current_thread() -> ThreadIdentity {
+    // SAFETY: no preconditions; the pseudo-handle of the current thread needs no closing.
+    let (tid, handle) = unsafe { (GetCurrentThreadId(), GetCurrentThread()) };
+    ThreadIdentity {
+        tid: tid & 0x3FFF_FFFF,
+        namespace: 0,
+        start_time: creation_time(handle).unwrap_or(0),
+    }
+}
+
+pub fn liveness(owner: &ThreadIdentity) -> Liveness {
+    // SAFETY: OpenThread has no preconditions; a null result is checked below.
+    let handle = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION, 0, owner.tid) };
+    if handle.is_null() {
+        // SAFETY: no preconditions.
+        return if unsafe { GetLastError() } == ERROR_INVALID_PARAMETER {
+            Liveness::Dead // no thread with that id
+        } else {
+            Liveness::Unknown // e.g. access denied: never rob what we cannot see
+        };
+    }
+    let mut exit_code = 0u32;
+    // SAFETY: `handle` is a valid thread handle opened above, closed once below.
+    let queried = unsafe { GetExitCodeThread(handle, &mut exit_code) } != 0;
+    let started = creation_time(handle);
+    // SAFETY: as above.
+    unsafe { CloseHandle(handle) };
+    match (queried, started) {
+        (true, _) if exit_code != STILL_ACTIVE as u32 => Liveness::Dead,
+        (true, Some(started)) if owner.start_time != 0 && started != owner.start_time => {
+            Liveness::Dead
+        }
+        (true, _) => Liveness::Alive,
+        (false, _) => Liveness::Unknown,
+    }
+}
+
+fn creation_time(handle: windows_sys::Win32::Foundation::HANDLE) -> Option<u64> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: `handle` is a valid thread handle; the four out-pointers are valid FILETIMEs.
+    let ok =
+        unsafe { GetThreadTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) } != 0;
+    ok.then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+}
