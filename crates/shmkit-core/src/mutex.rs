@@ -397,6 +397,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_waiter_on_behalf_gives_up_when_cancelled_and_queues_behind_its_own_thread() {
+        let memory = cell();
+        let me = platform::current_thread();
+        view(&memory).lock(&me, None).unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (other, flag) = (memory.clone(), cancel.clone());
+        let waiter = std::thread::spawn(move || view(&other).lock_on_behalf(&me, None, &flag));
+        std::thread::sleep(Duration::from_millis(30));
+        cancel.store(true, Ordering::Release);
+        let outcome = waiter.join().unwrap();
+        assert_eq!(outcome.unwrap_err().code(), ErrorCode::Cancelled);
+
+        // Not cancelled: it waits for this thread's own holding, then takes the lock for `me`.
+        let other = memory.clone();
+        let waiter = std::thread::spawn(move || {
+            view(&other).lock_on_behalf(&me, Some(Duration::from_secs(5)), &AtomicBool::new(false))
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        view(&memory).unlock(&me).unwrap();
+        assert!(!waiter.join().unwrap().unwrap().owner_died);
+        view(&memory).unlock(&me).unwrap();
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_dead_holder_is_taken_over_once() {
