@@ -153,3 +153,80 @@ export interface LockGuard {
     /** Releases the lock if still held (for `using`). */
     [Symbol.dispose](): void;
 }
+/**
+ * How channel messages are encoded: `'bytes'` (send `Uint8Array`/`Buffer`/string, receive a
+ * `Uint8Array`), `'string'` (UTF-8 strings), `'json'` (JSON values) or `'v8'` (structured-clone
+ * values, via `v8.serialize`).
+ */
+export type Codec = 'bytes' | 'string' | 'json' | 'v8';
+export interface ChannelCreateOptions {
+    /** Ring bytes, rounded up to a power of two, 64 to 2^30. Each message takes 4 + its length rounded up to 4. */
+    capacity: number;
+    /** Default codec for every process that opens the channel. Default `'bytes'`. */
+    codec?: Codec;
+    mode?: number;
+}
+export interface ChannelOpenOptions extends OpenOptions {
+    /** Overrides the codec recorded at creation, for this process. */
+    codec?: Codec;
+}
+export interface SendOptions {
+    /** Milliseconds to wait for room before `ETIMEDOUT`; default: wait forever. */
+    timeout?: number;
+}
+export interface AsyncOptions extends SendOptions {
+    signal?: AbortSignal;
+}
+/**
+ * A cross-process message queue in shared memory, for any number of producer and consumer
+ * processes and worker threads.
+ *
+ * Every message is delivered exactly once and whole, in order per producer; a full channel makes
+ * `send` wait (or `trySend` return false), it never drops. `close()` marks the end of the stream
+ * for everyone: receivers drain what is left, then `recv` throws `ERR_SHM_CHANNEL_CLOSED` and
+ * `for await` loops end. `disconnect()` unmaps this process's view.
+ */
+export declare class Channel<T = unknown> {
+    #private;
+    /** Creates channel `name` with a ring of `capacity` bytes. Throws `EEXIST` if it exists. */
+    static create<T = unknown>(name: string, options: ChannelCreateOptions): Channel<T>;
+    /** Opens channel `name`. Throws `ENOENT` if absent, `ERR_SHM_WRONG_KIND` for a plain segment. */
+    static open<T = unknown>(name: string, options?: ChannelOpenOptions): Channel<T>;
+    /** Removes channel `name`; processes that have it open keep using it. */
+    static unlink(name: string): void;
+    get name(): string;
+    /** Ring bytes. The largest message is `capacity - 4` bytes once encoded. */
+    get capacity(): number;
+    get codec(): Codec;
+    /** Whether `close()` was called (by any process). Messages may still be waiting to be read. */
+    get closed(): boolean;
+    /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. */
+    get bytesInFlight(): number;
+    /** Sends `data` if there is room now; returns false if the channel is full. */
+    trySend(data: T | Uint8Array | string): boolean;
+    /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
+    send(data: T | Uint8Array | string, options?: SendOptions): void;
+    /** `send` without blocking the event loop; rejects with `ETIMEDOUT` or `AbortError`. */
+    sendAsync(data: T | Uint8Array | string, options?: AsyncOptions): Promise<void>;
+    /** Receives the next message if one is there; otherwise `undefined` at once. */
+    tryRecv(): T | undefined;
+    /**
+     * Receives the next message, waiting for one; `ETIMEDOUT` after `options.timeout` ms,
+     * `ERR_SHM_CHANNEL_CLOSED` once the channel is closed and drained.
+     */
+    recv(options?: SendOptions): T;
+    /** `recv` without blocking the event loop; rejects with `ETIMEDOUT`, `AbortError` or `ERR_SHM_CHANNEL_CLOSED`. */
+    recvAsync(options?: AsyncOptions): Promise<T>;
+    /** Receives until the channel is closed and drained. */
+    [Symbol.asyncIterator](): AsyncGenerator<T, void, undefined>;
+    /**
+     * Marks the end of the stream, for every process: later sends fail with
+     * `ERR_SHM_CHANNEL_CLOSED`, receivers drain what is left and then stop. Idempotent.
+     */
+    close(): void;
+    /** Unmaps the channel from this process (the channel and its messages stay). Idempotent. */
+    disconnect(): void;
+    /** Removes the channel's name. */
+    unlink(): void;
+    [Symbol.dispose](): void;
+}

@@ -10,6 +10,8 @@
  * (the protocol is in docs/LOCKING.md); native code is called only to sleep, wake or recover.
  */
 
+import { deserialize, serialize } from 'node:v8'
+
 import { NativeSegment, WaitToken, currentThreadIdentity } from './binding'
 
 // ---------------------------------------------------------------------------------------------
@@ -48,8 +50,9 @@ export class AbortError extends Error {
   }
 }
 
-function timedOut(what: string, timeout: number): Error & ShmkitError {
-  return coded(new Error(`Timed out after ${timeout} ms waiting for ${what}`), 'ETIMEDOUT')
+function timedOut(what: string, timeout?: number): Error & ShmkitError {
+  const after = timeout === undefined ? '' : ` after ${Math.round(timeout)} ms`
+  return coded(new Error(`Timed out${after} waiting for ${what}`), 'ETIMEDOUT')
 }
 
 function validateSignal(signal: unknown): AbortSignal | undefined {
@@ -227,6 +230,9 @@ export interface OpenOptions {
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
 
 const CONSTRUCT = Symbol('shmkit.construct')
+/** Segment kinds recorded in the header (docs/LAYOUT.md). */
+const KIND_SEGMENT = 1
+const KIND_CHANNEL = 2
 
 /**
  * A named shared-memory segment mapped into this process (or worker thread).
@@ -266,7 +272,7 @@ export class Segment {
   static create(name: string, options: CreateOptions): Segment {
     validateName(name)
     const { size, mode } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode'], true)
-    return new Segment(CONSTRUCT, NativeSegment.create(name, validateSize(size), validateMode(mode)))
+    return new Segment(CONSTRUCT, NativeSegment.create(name, validateSize(size), validateMode(mode), KIND_SEGMENT))
   }
 
   /** Opens existing segment `name`. Throws `ENOENT` if it does not exist, `ERR_SHM_*` if it is not a valid shmkit segment. */
@@ -293,6 +299,7 @@ export class Segment {
       name,
       validateSize(size),
       validateMode(mode),
+      KIND_SEGMENT,
       validateTimeout(readyTimeout, 'options.readyTimeout'),
     )
     return new Segment(CONSTRUCT, native)
@@ -315,6 +322,16 @@ export class Segment {
   /** The data area, zero-copy. Every `byteOffset` in this API is relative to it. Empty once closed. */
   get buffer(): ArrayBuffer {
     return this.#buffer
+  }
+
+  /** @internal 1 for a plain segment, 2 for a channel. */
+  get kind(): number {
+    return this.#native.kind
+  }
+
+  /** @internal Creates a segment of another kind (channels). */
+  static createKind(name: string, size: number, mode: number, kind: number): Segment {
+    return new Segment(CONSTRUCT, NativeSegment.create(name, size, mode, kind))
   }
 
   /** Whether this mapping created the segment (as opposed to opening an existing one). */
@@ -654,3 +671,482 @@ class Guard implements LockGuard {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Channels
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How channel messages are encoded: `'bytes'` (send `Uint8Array`/`Buffer`/string, receive a
+ * `Uint8Array`), `'string'` (UTF-8 strings), `'json'` (JSON values) or `'v8'` (structured-clone
+ * values, via `v8.serialize`).
+ */
+export type Codec = 'bytes' | 'string' | 'json' | 'v8'
+const CODECS: readonly Codec[] = ['bytes', 'string', 'json', 'v8']
+
+export interface ChannelCreateOptions {
+  /** Ring bytes, rounded up to a power of two, 64 to 2^30. Each message takes 4 + its length rounded up to 4. */
+  capacity: number
+  /** Default codec for every process that opens the channel. Default `'bytes'`. */
+  codec?: Codec
+  mode?: number
+}
+
+export interface ChannelOpenOptions extends OpenOptions {
+  /** Overrides the codec recorded at creation, for this process. */
+  codec?: Codec
+}
+
+export interface SendOptions {
+  /** Milliseconds to wait for room before `ETIMEDOUT`; default: wait forever. */
+  timeout?: number
+}
+
+export interface AsyncOptions extends SendOptions {
+  signal?: AbortSignal
+}
+
+/**
+ * Data-area layout of a channel (byte offsets; docs/CHANNELS.md). Producers and consumers each
+ * own a cache line of indices, so the two sides do not bounce one line between them.
+ */
+const CH = {
+  READY: 0, // u32: CHANNEL_MAGIC once the creator wrote this block
+  VERSION: 4, // u32: CHANNEL_VERSION
+  CAPACITY: 8, // u32: ring bytes, a power of two
+  CODEC: 12, // u32: index into CODECS
+  CLOSED: 16, // u32: 1 once closed
+  TAIL: 64, // u32: end of the published messages (free-running, wraps at 2^32)
+  RECV_WAITERS: 68, // u32: consumers about to sleep or asleep
+  RECV_EVENT: 72, // u32: bumped to wake consumers (new message, close)
+  HEAD: 128, // u32: start of the unread messages (free-running)
+  SEND_WAITERS: 132, // u32: producers waiting for room
+  SEND_EVENT: 136, // u32: bumped to wake producers (room freed, close)
+  SEND_LOCK: 192, // Mutex: serialises producers
+  RECV_LOCK: 256, // Mutex: serialises consumers
+  RING: 512, // the ring itself
+} as const
+const CHANNEL_MAGIC = 0x6c6e6863 // "chnl"
+const CHANNEL_VERSION = 1
+const MIN_CAPACITY = 64
+const MAX_CAPACITY = 2 ** 30
+/** A sync `recv`/`send` spins this long on the indices before sleeping in the kernel. */
+const SPIN_MICROSECONDS = 50
+/** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
+const SLEEP_SLICE_MS = 1000
+
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder()
+
+function corrupt(what: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CORRUPT', `Damaged channel: ${what}`)
+}
+
+function channelClosed(name: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CHANNEL_CLOSED', `Channel "${name}" is closed`)
+}
+
+function validateCodec(value: unknown, name: string): Codec | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || !CODECS.includes(value as Codec)) {
+    throw coded(new TypeError(`The "${name}" option must be one of ${CODECS.join(', ')}. Received ${describe(value)}`), 'ERR_INVALID_ARG_VALUE')
+  }
+  return value as Codec
+}
+
+function roundUpToPowerOfTwo(value: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(value, MIN_CAPACITY)))
+}
+
+/**
+ * A cross-process message queue in shared memory, for any number of producer and consumer
+ * processes and worker threads.
+ *
+ * Every message is delivered exactly once and whole, in order per producer; a full channel makes
+ * `send` wait (or `trySend` return false), it never drops. `close()` marks the end of the stream
+ * for everyone: receivers drain what is left, then `recv` throws `ERR_SHM_CHANNEL_CLOSED` and
+ * `for await` loops end. `disconnect()` unmaps this process's view.
+ */
+export class Channel<T = unknown> {
+  readonly #segment: Segment
+  readonly #codec: Codec
+  readonly #capacity: number
+  readonly #mask: number
+  readonly #words: Uint32Array
+  readonly #ring: Uint8Array
+  readonly #ringWords: Uint32Array
+  readonly #sendLock: Mutex
+  readonly #recvLock: Mutex
+
+  /** @internal Use `Channel.create` or `Channel.open`. */
+  constructor(token: symbol, segment: Segment, codec: Codec | undefined) {
+    if (token !== CONSTRUCT) throw coded(new TypeError('Use Channel.create() or Channel.open()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    this.#segment = segment
+    this.#words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
+    const capacity = this.#words[CH.CAPACITY / 4]!
+    if (capacity < MIN_CAPACITY || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || CH.RING + capacity > segment.size) {
+      throw corrupt(`impossible capacity ${capacity}`)
+    }
+    this.#capacity = capacity
+    this.#mask = capacity - 1
+    this.#codec = codec ?? CODECS[this.#words[CH.CODEC / 4]!] ?? 'bytes'
+    this.#ring = new Uint8Array(segment.buffer, CH.RING, capacity)
+    this.#ringWords = new Uint32Array(segment.buffer, CH.RING, capacity / 4)
+    this.#sendLock = Mutex.at(segment, CH.SEND_LOCK)
+    this.#recvLock = Mutex.at(segment, CH.RECV_LOCK)
+  }
+
+  /** Creates channel `name` with a ring of `capacity` bytes. Throws `EEXIST` if it exists. */
+  static create<T = unknown>(name: string, options: ChannelCreateOptions): Channel<T> {
+    validateName(name)
+    const { capacity, codec, mode } = validateOptions<ChannelCreateOptions>(options, 'options', ['capacity', 'codec', 'mode'], true)
+    const ringBytes = roundUpToPowerOfTwo(validateInteger(capacity, 'options.capacity', 1, MAX_CAPACITY))
+    const chosenCodec = validateCodec(codec, 'codec') ?? 'bytes'
+    const segment = Segment.createKind(name, CH.RING + ringBytes, validateMode(mode), KIND_CHANNEL)
+    const words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
+    words[CH.VERSION / 4] = CHANNEL_VERSION
+    words[CH.CAPACITY / 4] = ringBytes
+    words[CH.CODEC / 4] = CODECS.indexOf(chosenCodec)
+    Atomics.store(words, CH.READY / 4, CHANNEL_MAGIC) // last: openers wait for it
+    return new Channel<T>(CONSTRUCT, segment, chosenCodec)
+  }
+
+  /** Opens channel `name`. Throws `ENOENT` if absent, `ERR_SHM_WRONG_KIND` for a plain segment. */
+  static open<T = unknown>(name: string, options?: ChannelOpenOptions): Channel<T> {
+    validateName(name)
+    const { codec, readyTimeout } = validateOptions<ChannelOpenOptions>(options, 'options', ['codec', 'readyTimeout'], false)
+    const chosenCodec = validateCodec(codec, 'codec')
+    const timeoutMs = validateTimeout(readyTimeout, 'options.readyTimeout')
+    const segment = Segment.open(name, timeoutMs < 0 ? {} : { readyTimeout: timeoutMs })
+    try {
+      if (segment.kind !== KIND_CHANNEL) throw stateError('ERR_SHM_WRONG_KIND', `"${name}" is a plain segment, not a channel`)
+      const words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
+      const deadline = Date.now() + (timeoutMs < 0 ? 2000 : timeoutMs)
+      while (Atomics.load(words, CH.READY / 4) !== CHANNEL_MAGIC) {
+        if (Date.now() > deadline) throw stateError('ERR_SHM_NOT_READY', `Channel "${name}" was never initialised`)
+        segment.wait(CH.READY, Atomics.load(words, CH.READY / 4), 1)
+      }
+      const version = words[CH.VERSION / 4]
+      if (version !== CHANNEL_VERSION) throw stateError('ERR_SHM_VERSION', `Channel "${name}" uses channel layout ${version}; this shmkit reads ${CHANNEL_VERSION}`)
+      return new Channel<T>(CONSTRUCT, segment, chosenCodec)
+    } catch (error) {
+      segment.close()
+      throw error
+    }
+  }
+
+  /** Removes channel `name`; processes that have it open keep using it. */
+  static unlink(name: string): void {
+    Segment.unlink(name)
+  }
+
+  get name(): string {
+    return this.#segment.name
+  }
+
+  /** Ring bytes. The largest message is `capacity - 4` bytes once encoded. */
+  get capacity(): number {
+    return this.#capacity
+  }
+
+  get codec(): Codec {
+    return this.#codec
+  }
+
+  /** Whether `close()` was called (by any process). Messages may still be waiting to be read. */
+  get closed(): boolean {
+    return Atomics.load(this.#words, CH.CLOSED / 4) !== 0
+  }
+
+  /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. */
+  get bytesInFlight(): number {
+    return (Atomics.load(this.#words, CH.TAIL / 4) - Atomics.load(this.#words, CH.HEAD / 4)) >>> 0
+  }
+
+  /** Sends `data` if there is room now; returns false if the channel is full. */
+  trySend(data: T | Uint8Array | string): boolean {
+    const bytes = this.#encode(data)
+    this.#checkOpenForSend()
+    return this.#write(bytes)
+  }
+
+  /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
+  send(data: T | Uint8Array | string, options?: SendOptions): void {
+    const bytes = this.#encode(data)
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    for (;;) {
+      this.#checkOpenForSend()
+      if (this.#write(bytes)) return
+      if (this.#spinUntil(() => this.#hasRoomFor(bytes.length))) continue
+      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, 'room in the channel')
+    }
+  }
+
+  /** `send` without blocking the event loop; rejects with `ETIMEDOUT` or `AbortError`. */
+  async sendAsync(data: T | Uint8Array | string, options?: AsyncOptions): Promise<void> {
+    const bytes = this.#encode(data)
+    const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
+    const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
+    const abortSignal = validateSignal(signal)
+    for (;;) {
+      if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
+      this.#checkOpenForSend()
+      if (this.#write(bytes)) return
+      await this.#sleepAsync(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, abortSignal, 'room in the channel')
+    }
+  }
+
+  /** Receives the next message if one is there; otherwise `undefined` at once. */
+  tryRecv(): T | undefined {
+    this.#segment.assertOpen()
+    return this.#read()
+  }
+
+  /**
+   * Receives the next message, waiting for one; `ETIMEDOUT` after `options.timeout` ms,
+   * `ERR_SHM_CHANNEL_CLOSED` once the channel is closed and drained.
+   */
+  recv(options?: SendOptions): T {
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    for (;;) {
+      this.#segment.assertOpen()
+      const message = this.#read()
+      if (message !== undefined) return message
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
+      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
+    }
+  }
+
+  /** `recv` without blocking the event loop; rejects with `ETIMEDOUT`, `AbortError` or `ERR_SHM_CHANNEL_CLOSED`. */
+  async recvAsync(options?: AsyncOptions): Promise<T> {
+    const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
+    const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
+    const abortSignal = validateSignal(signal)
+    for (;;) {
+      if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
+      this.#segment.assertOpen()
+      const message = this.#read()
+      if (message !== undefined) return message
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      await this.#sleepAsync(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, abortSignal, 'a message')
+    }
+  }
+
+  /** Receives until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    for (;;) {
+      try {
+        yield await this.recvAsync()
+      } catch (error) {
+        if ((error as ShmkitError).code === 'ERR_SHM_CHANNEL_CLOSED') return
+        throw error
+      }
+    }
+  }
+
+  /**
+   * Marks the end of the stream, for every process: later sends fail with
+   * `ERR_SHM_CHANNEL_CLOSED`, receivers drain what is left and then stop. Idempotent.
+   */
+  close(): void {
+    this.#segment.assertOpen()
+    Atomics.store(this.#words, CH.CLOSED / 4, 1)
+    for (const event of [CH.RECV_EVENT, CH.SEND_EVENT]) {
+      Atomics.add(this.#words, event / 4, 1)
+      this.#segment.notify(event)
+    }
+  }
+
+  /** Unmaps the channel from this process (the channel and its messages stay). Idempotent. */
+  disconnect(): void {
+    this.#segment.close()
+  }
+
+  /** Removes the channel's name. */
+  unlink(): void {
+    Segment.unlink(this.name)
+  }
+
+  [Symbol.dispose](): void {
+    this.disconnect()
+  }
+
+  #checkOpenForSend(): void {
+    this.#segment.assertOpen()
+    if (this.closed) throw channelClosed(this.name)
+  }
+
+  #encode(data: unknown): Uint8Array {
+    let bytes: Uint8Array
+    switch (this.#codec) {
+      case 'bytes':
+        if (typeof data === 'string') bytes = utf8Encoder.encode(data)
+        else if (data instanceof Uint8Array) bytes = data
+        else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        else throw typeError('data', 'a Uint8Array, a Buffer or a string', data)
+        break
+      case 'string':
+        if (typeof data !== 'string') throw typeError('data', 'of type string', data)
+        bytes = utf8Encoder.encode(data)
+        break
+      case 'json': {
+        const text = JSON.stringify(data)
+        if (text === undefined) throw typeError('data', 'a JSON-serialisable value', data)
+        bytes = utf8Encoder.encode(text)
+        break
+      }
+      case 'v8':
+        bytes = serialize(data)
+        break
+    }
+    if (bytes.length > this.#capacity - 4) {
+      throw rangeError('data', `at most ${this.#capacity - 4} bytes once encoded (the channel's capacity minus 4)`, bytes.length)
+    }
+    return bytes
+  }
+
+  #decode(ring: Uint8Array, start: number, length: number): T {
+    const end = start + length
+    let view: Uint8Array
+    if (end <= this.#capacity) view = ring.subarray(start, end)
+    else {
+      view = new Uint8Array(length)
+      view.set(ring.subarray(start, this.#capacity))
+      view.set(ring.subarray(0, end - this.#capacity), this.#capacity - start)
+    }
+    switch (this.#codec) {
+      case 'bytes':
+        return (view.buffer === ring.buffer ? view.slice() : view) as T
+      case 'string':
+        return utf8Decoder.decode(view) as T
+      case 'json':
+        return JSON.parse(utf8Decoder.decode(view)) as T
+      case 'v8':
+        return deserialize(view) as T
+    }
+  }
+
+  #usedBytes(head: number, tail: number): number {
+    const used = (tail - head) >>> 0
+    if (used > this.#capacity || (used & 3) !== 0 || (head & 3) !== 0) throw corrupt(`indices head=${head} tail=${tail}`)
+    return used
+  }
+
+  #hasRoomFor(length: number): boolean {
+    const words = this.#words
+    const used = (Atomics.load(words, CH.TAIL / 4) - Atomics.load(words, CH.HEAD / 4)) >>> 0
+    return used <= this.#capacity && this.#capacity - used >= 4 + ((length + 3) & ~3)
+  }
+
+  /** Appends one message under the send lock; false if there is no room. */
+  #write(bytes: Uint8Array): boolean {
+    const words = this.#words
+    const guard = this.#sendLock.lock()
+    try {
+      const tail = Atomics.load(words, CH.TAIL / 4)
+      const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
+      const need = 4 + ((bytes.length + 3) & ~3)
+      if (this.#capacity - used < need) return false
+      const start = tail & this.#mask
+      this.#ringWords[start >>> 2] = bytes.length
+      const payload = (start + 4) & this.#mask
+      const first = Math.min(bytes.length, this.#capacity - payload)
+      this.#ring.set(first === bytes.length ? bytes : bytes.subarray(0, first), payload)
+      if (first < bytes.length) this.#ring.set(bytes.subarray(first), 0)
+      // SYNC POINT (publish): the message is whole before the tail moves past it.
+      Atomics.store(words, CH.TAIL / 4, (tail + need) >>> 0)
+    } finally {
+      guard.unlock()
+    }
+    if (Atomics.load(words, CH.RECV_WAITERS / 4) !== 0) {
+      Atomics.add(words, CH.RECV_EVENT / 4, 1)
+      this.#segment.native.notify(CH.RECV_EVENT, 1)
+    }
+    return true
+  }
+
+  /** Takes one message under the receive lock; `undefined` if there is none. */
+  #read(): T | undefined {
+    const words = this.#words
+    const guard = this.#recvLock.lock()
+    let message: T
+    try {
+      const head = Atomics.load(words, CH.HEAD / 4)
+      const used = this.#usedBytes(head, Atomics.load(words, CH.TAIL / 4))
+      if (used === 0) return undefined
+      const start = head & this.#mask
+      const length = this.#ringWords[start >>> 2]!
+      const size = 4 + ((length + 3) & ~3)
+      if (length > this.#capacity - 4 || size > used) throw corrupt(`message length ${length} with ${used} bytes in flight`)
+      message = this.#decode(this.#ring, (start + 4) & this.#mask, length)
+      // SYNC POINT (consume): the message is copied out before its bytes are handed back.
+      Atomics.store(words, CH.HEAD / 4, (head + size) >>> 0)
+    } finally {
+      guard.unlock()
+    }
+    if (Atomics.load(words, CH.SEND_WAITERS / 4) !== 0) {
+      Atomics.add(words, CH.SEND_EVENT / 4, 1)
+      this.#segment.native.notify(CH.SEND_EVENT, Infinity)
+    }
+    return message
+  }
+
+  /** Spins briefly (an awake peer answers within microseconds); true if `ready()` came true. */
+  #spinUntil(ready: () => boolean): boolean {
+    const until = performance.now() + SPIN_MICROSECONDS / 1000
+    do {
+      if (ready()) return true
+    } while (performance.now() < until)
+    return false
+  }
+
+  /**
+   * Sleeps until the event word changes (see docs/CHANNELS.md for why no wake-up is lost):
+   * read the event, announce ourselves as a waiter, re-check, then sleep on the event value.
+   */
+  #sleep(waitersOffset: number, eventOffset: number, ready: () => boolean, deadline: number, what: string): void {
+    const words = this.#words
+    const event = Atomics.load(words, eventOffset / 4)
+    Atomics.add(words, waitersOffset / 4, 1)
+    try {
+      if (ready()) return
+      const left = remainingMs(deadline)
+      if (left === 0) throw timedOut(what)
+      this.#segment.native.wait(eventOffset, event | 0, Math.min(left < 0 ? SLEEP_SLICE_MS : left, SLEEP_SLICE_MS))
+    } finally {
+      Atomics.sub(words, waitersOffset / 4, 1)
+    }
+  }
+
+  async #sleepAsync(
+    waitersOffset: number,
+    eventOffset: number,
+    ready: () => boolean,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<void> {
+    const words = this.#words
+    const event = Atomics.load(words, eventOffset / 4)
+    Atomics.add(words, waitersOffset / 4, 1)
+    try {
+      if (ready()) return
+      const left = remainingMs(deadline)
+      if (left === 0) throw timedOut(what)
+      await this.#segment.waitAsync(eventOffset, event, left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS), signal === undefined ? undefined : { signal })
+    } finally {
+      if (!this.#segment.closed) Atomics.sub(words, waitersOffset / 4, 1)
+    }
+  }
+}
+
+/** Absolute deadline (performance.now() ms) for a timeout, or -1 for none. */
+function deadlineOf(timeoutMs: number): number {
+  return timeoutMs < 0 ? -1 : performance.now() + timeoutMs
+}
+
+/** Milliseconds left before `deadline`: -1 for no deadline, 0 once it has passed. */
+function remainingMs(deadline: number): number {
+  return deadline < 0 ? -1 : Math.max(0, deadline - performance.now())
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use shmkit_core::{CreateOptions, ErrorCode, MutexCell, Segment, WaitOutcome};
+use shmkit_core::{CreateOptions, ErrorCode, Kind, MutexCell, Segment, WaitOutcome};
 
 use crate::buffers::{self, RawValue};
 use crate::errors::{coded, to_js, Code};
@@ -37,9 +37,12 @@ fn size_from_js(size: f64) -> Result<usize, Code> {
     Ok(size as usize)
 }
 
-fn create_options(size: f64, mode: u32) -> Result<CreateOptions, Code> {
+fn create_options(size: f64, mode: u32, kind: u32) -> Result<CreateOptions, Code> {
+    let kind = Kind::from_u32(kind)
+        .ok_or_else(|| coded("ERR_OUT_OF_RANGE", format!("Unknown segment kind {kind}")))?;
     Ok(CreateOptions {
         mode,
+        kind,
         ..CreateOptions::new(size_from_js(size)?)
     })
 }
@@ -59,8 +62,8 @@ impl NativeSegment {
     }
 
     #[napi(factory)]
-    pub fn create(name: String, size: f64, mode: u32) -> Result<Self, Code> {
-        let segment = Segment::create(&name, create_options(size, mode)?).map_err(to_js)?;
+    pub fn create(name: String, size: f64, mode: u32, kind: u32) -> Result<Self, Code> {
+        let segment = Segment::create(&name, create_options(size, mode, kind)?).map_err(to_js)?;
         Ok(Self::wrap(segment, true))
     }
 
@@ -75,9 +78,10 @@ impl NativeSegment {
         name: String,
         size: f64,
         mode: u32,
+        kind: u32,
         ready_timeout_ms: f64,
     ) -> Result<Self, Code> {
-        let options = create_options(size, mode)?;
+        let options = create_options(size, mode, kind)?;
         let (segment, created) =
             Segment::open_or_create(&name, options, ready_timeout(ready_timeout_ms))
                 .map_err(to_js)?;
@@ -103,6 +107,12 @@ impl NativeSegment {
     #[napi(getter)]
     pub fn name(&self) -> Result<String, Code> {
         Ok(self.segment()?.name().to_owned())
+    }
+
+    /// 1 for a plain segment, 2 for a channel.
+    #[napi(getter)]
+    pub fn kind(&self) -> Result<u32, Code> {
+        Ok(self.segment()?.info().kind as u32)
     }
 
     #[napi(getter)]

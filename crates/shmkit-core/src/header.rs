@@ -60,7 +60,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn from_u32(value: u32) -> Option<Kind> {
+    pub fn from_u32(value: u32) -> Option<Kind> {
         match value {
             1 => Some(Kind::Segment),
             2 => Some(Kind::Channel),

@@ -169,6 +169,15 @@ impl Segment {
                 Err(err) => return Err(err),
             }
             match Self::open(name, ready_timeout) {
+                Ok(segment) if segment.info.kind != options.kind => {
+                    return Err(Error::new(
+                        ErrorCode::WrongKind,
+                        format!(
+                            "{name:?} exists as a {:?}, not a {:?}",
+                            segment.info.kind, options.kind
+                        ),
+                    ))
+                }
                 Ok(segment) if segment.info.data_size != options.size => {
                     return Err(Error::new(
                         ErrorCode::SizeMismatch,

@@ -1,0 +1,228 @@
+import test from 'ava'
+import fs from 'node:fs'
+
+import { Channel, Segment } from '../index.js'
+import { startFixture, throwsCoded, uniqueName } from './helpers.mjs'
+
+function freshChannel(t, options = { capacity: 4096 }) {
+  const name = uniqueName(t, 'ch')
+  const channel = Channel.create(name, options)
+  t.teardown(() => channel.disconnect())
+  return channel
+}
+
+/** Every producer's messages arrive exactly once and, per consumer, in order. */
+function assertExactlyOnceInOrder(t, reports, producers, count) {
+  for (const report of reports) t.is(report.damaged, 0, 'every message arrived whole')
+  for (let producer = 0; producer < producers; producer++) {
+    const all = []
+    for (const report of reports) {
+      const seqs = report.seen[producer] ?? []
+      for (let i = 1; i < seqs.length; i++) if (seqs[i] <= seqs[i - 1]) t.fail(`producer ${producer} out of order`)
+      all.push(...seqs)
+    }
+    all.sort((a, b) => a - b)
+    t.is(all.length, count, `producer ${producer}: every message exactly once`)
+    t.true(all.every((seq, i) => seq === i), `producer ${producer}: no duplicates or gaps`)
+  }
+}
+
+test('several producer and consumer processes: exactly once, whole, in order per producer', async (t) => {
+  const channel = freshChannel(t)
+  const count = 3000
+  const consumers = ['sync', 'async', 'iterate'].map((mode) => startFixture('channel-consumer.mjs', [channel.name, mode]))
+  const producers = [0, 1, 2].map((id) => startFixture('channel-producer.mjs', [channel.name, id, count, 300, id === 1 ? 'async' : 'sync']))
+  await Promise.all(producers.map((p) => p.nextMessage((m) => typeof m === 'object', 60_000)))
+  channel.close()
+  const reports = await Promise.all(consumers.map((c) => c.nextMessage((m) => typeof m === 'object', 60_000)))
+  for (const child of [...producers, ...consumers]) t.is((await child.done()).code, 0)
+  assertExactlyOnceInOrder(t, reports, 3, count)
+})
+
+test('sizes around the wrap-around point keep their bytes', (t) => {
+  for (const capacity of [64, 128, 256]) {
+    const channel = freshChannel(t, { capacity })
+    for (let round = 0; round < 3; round++) {
+      for (let length = 0; length <= capacity - 4; length++) {
+        const message = Uint8Array.from({ length }, (_, i) => (length + i) & 0xff)
+        t.true(channel.trySend(message))
+        const received = channel.tryRecv()
+        if (received.length !== length || !received.every((byte, i) => byte === ((length + i) & 0xff))) {
+          t.fail(`capacity ${capacity}, length ${length}`)
+        }
+      }
+    }
+    t.is(channel.bytesInFlight, 0)
+  }
+  t.pass()
+})
+
+test('codecs: bytes, string, json and v8 values', (t) => {
+  const name = uniqueName(t, 'codec')
+  const json = Channel.create(name, { capacity: 1024, codec: 'json' })
+  t.teardown(() => json.disconnect())
+  json.send({ a: [1, 'two', null] })
+  t.deepEqual(Channel.open(name).recv(), { a: [1, 'two', null] }, 'an opener gets the codec recorded at creation')
+  const asV8 = Channel.open(name, { codec: 'v8' })
+  asV8.send(new Map([[1, new Date(0)]]))
+  t.deepEqual(asV8.recv(), new Map([[1, new Date(0)]]))
+  const asString = Channel.open(name, { codec: 'string' })
+  asString.send('héllo')
+  t.is(asString.recv(), 'héllo')
+  const asBytes = Channel.open(name, { codec: 'bytes' })
+  asBytes.send('abc')
+  t.deepEqual([...asBytes.recv()], [97, 98, 99])
+  asBytes.send(Buffer.from([1, 2]))
+  t.deepEqual([...asBytes.recv()], [1, 2])
+  throwsCoded(t, () => asString.send(5), TypeError, 'ERR_INVALID_ARG_TYPE')
+  throwsCoded(t, () => json.send(undefined), TypeError, 'ERR_INVALID_ARG_TYPE')
+  throwsCoded(t, () => asBytes.send({}), TypeError, 'ERR_INVALID_ARG_TYPE')
+  throwsCoded(t, () => Channel.open(name, { codec: 'xml' }), TypeError, 'ERR_INVALID_ARG_VALUE')
+})
+
+test('a message larger than the channel can ever hold fails at once', (t) => {
+  const channel = freshChannel(t, { capacity: 64 })
+  throwsCoded(t, () => channel.send(new Uint8Array(61)), RangeError, 'ERR_OUT_OF_RANGE')
+  t.true(channel.trySend(new Uint8Array(60)))
+})
+
+test('close: receivers drain, then recv throws and loops end; sends fail', async (t) => {
+  const channel = freshChannel(t)
+  for (let i = 0; i < 5; i++) channel.send(`m${i}`)
+  channel.close()
+  t.true(channel.closed)
+  throwsCoded(t, () => channel.send('late'), Error, 'ERR_SHM_CHANNEL_CLOSED')
+  throwsCoded(t, () => channel.trySend('late'), Error, 'ERR_SHM_CHANNEL_CLOSED')
+  await t.throwsAsync(channel.sendAsync('late'), { code: 'ERR_SHM_CHANNEL_CLOSED' })
+  t.is(new TextDecoder().decode(channel.recv()), 'm0')
+  const rest = []
+  for await (const message of channel) rest.push(new TextDecoder().decode(message))
+  t.deepEqual(rest, ['m1', 'm2', 'm3', 'm4'])
+  throwsCoded(t, () => channel.recv(), Error, 'ERR_SHM_CHANNEL_CLOSED')
+  await t.throwsAsync(channel.recvAsync(), { code: 'ERR_SHM_CHANNEL_CLOSED' })
+  t.is(channel.tryRecv(), undefined)
+})
+
+test('close wakes receivers blocked in another process', async (t) => {
+  const channel = freshChannel(t)
+  const consumer = startFixture('channel-consumer.mjs', [channel.name, 'sync'])
+  await consumer.nextMessage((m) => m === 'started')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  channel.close()
+  const report = await consumer.nextMessage((m) => typeof m === 'object')
+  t.deepEqual(report, { seen: {}, damaged: 0 })
+})
+
+test('timeouts: recv on empty and send on full give ETIMEDOUT, sync and async', async (t) => {
+  const channel = freshChannel(t, { capacity: 64 })
+  const started = performance.now()
+  throwsCoded(t, () => channel.recv({ timeout: 60 }), Error, 'ETIMEDOUT')
+  t.true(performance.now() - started >= 55)
+  await t.throwsAsync(channel.recvAsync({ timeout: 30 }), { code: 'ETIMEDOUT' })
+  while (channel.trySend(new Uint8Array(20)));
+  t.false(channel.trySend(new Uint8Array(20)))
+  throwsCoded(t, () => channel.send(new Uint8Array(20), { timeout: 30 }), Error, 'ETIMEDOUT')
+  await t.throwsAsync(channel.sendAsync(new Uint8Array(20), { timeout: 30 }), { code: 'ETIMEDOUT' })
+})
+
+test('aborts: recvAsync and sendAsync reject with AbortError promptly', async (t) => {
+  const channel = freshChannel(t, { capacity: 64 })
+  const controller = new AbortController()
+  const pending = channel.recvAsync({ signal: controller.signal })
+  setTimeout(() => controller.abort(), 20)
+  await t.throwsAsync(pending, { name: 'AbortError' })
+  while (channel.trySend(new Uint8Array(20)));
+  await t.throwsAsync(channel.sendAsync(new Uint8Array(20), { signal: AbortSignal.timeout(20) }), { name: 'AbortError' })
+  // Nothing was lost or added by the aborted calls.
+  let count = 0
+  while (channel.tryRecv() !== undefined) count++
+  t.is(count, 2)
+})
+
+test('a blocked send resumes when a consumer in another process frees room', async (t) => {
+  const channel = freshChannel(t, { capacity: 256 })
+  const consumer = startFixture('channel-consumer.mjs', [channel.name, 'async'])
+  await consumer.nextMessage((m) => m === 'started')
+  const count = 2000
+  for (let seq = 0; seq < count; seq++) {
+    const message = new Uint8Array(8 + (seq % 50)).fill(0)
+    new DataView(message.buffer).setUint32(4, seq, true)
+    for (let i = 8; i < message.length; i++) message[i] = (seq + i - 8) & 0xff
+    channel.send(message, { timeout: 10_000 })
+  }
+  channel.close()
+  const report = await consumer.nextMessage((m) => typeof m === 'object', 30_000)
+  assertExactlyOnceInOrder(t, [report], 1, count)
+})
+
+test('a producer SIGKILLed mid-stream leaves no partial message and does not wedge the channel', async (t) => {
+  const channel = freshChannel(t, { capacity: 1 << 16 })
+  const consumer = startFixture('channel-consumer.mjs', [channel.name, 'sync'])
+  // Large messages: the killed producer is likely to die holding the send lock mid-copy.
+  const victim = startFixture('channel-producer.mjs', [channel.name, 0, 1_000_000, 30_000, 'sync'])
+  await victim.nextMessage((m) => m === 'started')
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  victim.kill('SIGKILL')
+  await victim.done()
+  const survivor = startFixture('channel-producer.mjs', [channel.name, 1, 500, 1000, 'sync'])
+  t.like(await survivor.nextMessage((m) => typeof m === 'object', 30_000), { sent: 500 })
+  channel.close()
+  const report = await consumer.nextMessage((m) => typeof m === 'object', 30_000)
+  t.is(report.damaged, 0, 'no partial message was ever visible')
+  const victimSeqs = report.seen[0] ?? []
+  t.true(victimSeqs.every((seq, i) => seq === i), 'the victim\'s delivered messages are a gap-free prefix')
+  t.deepEqual(report.seen[1], Array.from({ length: 500 }, (_, i) => i), 'the survivor got through, in order')
+})
+
+test('a consumer SIGKILLed mid-receive does not wedge the channel', async (t) => {
+  const channel = freshChannel(t, { capacity: 1 << 16 })
+  const producer = startFixture('channel-producer.mjs', [channel.name, 0, 100_000, 2000, 'sync'])
+  const victim = startFixture('channel-consumer.mjs', [channel.name, 'sync'])
+  await victim.nextMessage((m) => m === 'started')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  victim.kill('SIGKILL')
+  await victim.done()
+  const survivor = startFixture('channel-consumer.mjs', [channel.name, 'async'])
+  await producer.nextMessage((m) => typeof m === 'object', 30_000)
+  channel.close()
+  const report = await survivor.nextMessage((m) => typeof m === 'object', 30_000)
+  t.is(report.damaged, 0)
+  const seqs = report.seen[0] ?? []
+  t.true(seqs.length > 0 && seqs.at(-1) === 99_999, 'the survivor drained to the last message')
+  t.true(seqs.every((seq, i) => i === 0 || seq === seqs[i - 1] + 1), 'in order and without gaps after it took over')
+})
+
+test('a damaged ring gives ERR_SHM_CORRUPT, never a hang or an out-of-bounds read', (t) => {
+  const channel = freshChannel(t, { capacity: 256 })
+  const words = new Uint32Array(Segment.open(channel.name).buffer)
+  channel.send('hello')
+  words[128 / 4] = 3 // head not 4-aligned
+  throwsCoded(t, () => channel.recv({ timeout: 100 }), Error, 'ERR_SHM_CORRUPT')
+  words[128 / 4] = 0
+  words[64 / 4] = 1 << 20 // tail far beyond capacity
+  throwsCoded(t, () => channel.tryRecv(), Error, 'ERR_SHM_CORRUPT')
+  throwsCoded(t, () => channel.trySend('x'), Error, 'ERR_SHM_CORRUPT')
+  words[64 / 4] = 12
+  words[512 / 4] = 0xfffffff0 // message length beyond the ring
+  throwsCoded(t, () => channel.tryRecv(), Error, 'ERR_SHM_CORRUPT')
+  words[512 / 4] = 5
+  t.is(new TextDecoder().decode(channel.tryRecv()), 'hello', 'repaired indices work again')
+  words[8 / 4] = 1000 // capacity not a power of two
+  throwsCoded(t, () => Channel.open(channel.name), Error, 'ERR_SHM_CORRUPT')
+})
+
+test('opening: a plain segment is not a channel; missing names give ENOENT; bad options are refused', (t) => {
+  const name = uniqueName(t)
+  Segment.create(name, { size: 1024 }).close()
+  throwsCoded(t, () => Channel.open(name), Error, 'ERR_SHM_WRONG_KIND')
+  throwsCoded(t, () => Channel.open(uniqueName(t)), Error, 'ENOENT')
+  throwsCoded(t, () => Channel.create(uniqueName(t), {}), TypeError, 'ERR_INVALID_ARG_TYPE')
+  throwsCoded(t, () => Channel.create(uniqueName(t), { capacity: 0 }), RangeError, 'ERR_OUT_OF_RANGE')
+  throwsCoded(t, () => Channel.create(uniqueName(t), { capacity: 2 ** 31 }), RangeError, 'ERR_OUT_OF_RANGE')
+  throwsCoded(t, () => Channel.create(uniqueName(t), { capacity: 64, size: 1 }), TypeError, 'ERR_INVALID_ARG_VALUE')
+  const channel = freshChannel(t, { capacity: 100 })
+  t.is(channel.capacity, 128, 'rounded up to a power of two')
+  channel.disconnect()
+  throwsCoded(t, () => channel.send('x'), Error, 'ERR_SHM_CLOSED')
+  t.true(fs.existsSync(`/dev/shm/shmkit.${channel.name}`) || process.platform !== 'linux', 'disconnect never unlinks')
+})
