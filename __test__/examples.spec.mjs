@@ -13,3 +13,8 @@ test('the counter example ends exact, with and without the lock', async (t) => {
   t.regex(stdout, /Final: 100,000 \(expected 100,000\) exact/)
   t.regex(stdout, /B reads 50,000/)
 })
+
+test('the pipeline example delivers every value exactly once across processes', async (t) => {
+  const { stdout } = await run(process.execPath, ['examples/pipeline.js', '20000'], { cwd: root, timeout: 60_000 })
+  t.regex(stdout, /B received 20,000 values, sum 200,010,000 \(expected 200,010,000\) exact/)
+})
