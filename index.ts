@@ -717,10 +717,10 @@ const CH = {
   CODEC: 12, // u32: index into CODECS
   CLOSED: 16, // u32: 1 once closed
   TAIL: 64, // u32: end of the published messages (free-running, wraps at 2^32)
-  RECV_WAITERS: 68, // u32: consumers about to sleep or asleep
+  RECV_WAITERS: 68, // u32: 1 when a consumer may be asleep; cleared by the producer that wakes it
   RECV_EVENT: 72, // u32: bumped to wake consumers (new message, close)
   HEAD: 128, // u32: start of the unread messages (free-running)
-  SEND_WAITERS: 132, // u32: producers waiting for room
+  SEND_WAITERS: 132, // u32: 1 when a producer may be asleep waiting for room; cleared on wake
   SEND_EVENT: 136, // u32: bumped to wake producers (room freed, close)
   SEND_LOCK: 192, // Mutex: serialises producers
   RECV_LOCK: 256, // Mutex: serialises consumers
@@ -1059,10 +1059,7 @@ export class Channel<T = unknown> {
     } finally {
       guard.unlock()
     }
-    if (Atomics.load(words, CH.RECV_WAITERS / 4) !== 0) {
-      Atomics.add(words, CH.RECV_EVENT / 4, 1)
-      this.#segment.native.notify(CH.RECV_EVENT, 1)
-    }
+    this.#wakeSleepers(CH.RECV_WAITERS, CH.RECV_EVENT)
     return true
   }
 
@@ -1085,11 +1082,21 @@ export class Channel<T = unknown> {
     } finally {
       guard.unlock()
     }
-    if (Atomics.load(words, CH.SEND_WAITERS / 4) !== 0) {
-      Atomics.add(words, CH.SEND_EVENT / 4, 1)
-      this.#segment.native.notify(CH.SEND_EVENT, Infinity)
-    }
+    this.#wakeSleepers(CH.SEND_WAITERS, CH.SEND_EVENT)
     return message
+  }
+
+  /**
+   * Wakes every sleeper of one side, if any announced itself: the flag is cleared by the waker
+   * (so a burst of messages costs one wake-up, not one per message) and the event bumped before
+   * the kernel wake, so a sleeper that read the old event value cannot miss it.
+   */
+  #wakeSleepers(flagOffset: number, eventOffset: number): void {
+    const words = this.#words
+    if (Atomics.load(words, flagOffset / 4) !== 0 && Atomics.exchange(words, flagOffset / 4, 0) !== 0) {
+      Atomics.add(words, eventOffset / 4, 1)
+      this.#segment.native.notify(eventOffset, Infinity)
+    }
   }
 
   /** Spins briefly (an awake peer answers within microseconds); true if `ready()` came true. */
@@ -1103,24 +1110,20 @@ export class Channel<T = unknown> {
 
   /**
    * Sleeps until the event word changes (see docs/CHANNELS.md for why no wake-up is lost):
-   * read the event, announce ourselves as a waiter, re-check, then sleep on the event value.
+   * read the event, raise the sleeper flag, re-check, then sleep on the event value.
    */
-  #sleep(waitersOffset: number, eventOffset: number, ready: () => boolean, deadline: number, what: string): void {
+  #sleep(flagOffset: number, eventOffset: number, ready: () => boolean, deadline: number, what: string): void {
     const words = this.#words
     const event = Atomics.load(words, eventOffset / 4)
-    Atomics.add(words, waitersOffset / 4, 1)
-    try {
-      if (ready()) return
-      const left = remainingMs(deadline)
-      if (left === 0) throw timedOut(what)
-      this.#segment.native.wait(eventOffset, event | 0, Math.min(left < 0 ? SLEEP_SLICE_MS : left, SLEEP_SLICE_MS))
-    } finally {
-      Atomics.sub(words, waitersOffset / 4, 1)
-    }
+    Atomics.store(words, flagOffset / 4, 1)
+    if (ready()) return
+    const left = remainingMs(deadline)
+    if (left === 0) throw timedOut(what)
+    this.#segment.native.wait(eventOffset, event | 0, Math.min(left < 0 ? SLEEP_SLICE_MS : left, SLEEP_SLICE_MS))
   }
 
   async #sleepAsync(
-    waitersOffset: number,
+    flagOffset: number,
     eventOffset: number,
     ready: () => boolean,
     deadline: number,
@@ -1129,15 +1132,11 @@ export class Channel<T = unknown> {
   ): Promise<void> {
     const words = this.#words
     const event = Atomics.load(words, eventOffset / 4)
-    Atomics.add(words, waitersOffset / 4, 1)
-    try {
-      if (ready()) return
-      const left = remainingMs(deadline)
-      if (left === 0) throw timedOut(what)
-      await this.#segment.waitAsync(eventOffset, event, left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS), signal === undefined ? undefined : { signal })
-    } finally {
-      if (!this.#segment.closed) Atomics.sub(words, waitersOffset / 4, 1)
-    }
+    Atomics.store(words, flagOffset / 4, 1)
+    if (ready()) return
+    const left = remainingMs(deadline)
+    if (left === 0) throw timedOut(what)
+    await this.#segment.waitAsync(eventOffset, event, left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS), signal === undefined ? undefined : { signal })
   }
 }
 
