@@ -208,6 +208,20 @@ export declare class Channel<T = unknown> {
     send(data: T | Uint8Array | string, options?: SendOptions): void;
     /** `send` without blocking the event loop; rejects with `ETIMEDOUT` or `AbortError`. */
     sendAsync(data: T | Uint8Array | string, options?: AsyncOptions): Promise<void>;
+    /**
+     * Sends a `byteLength`-byte message that `fill(target)` writes straight into the ring: no
+     * intermediate buffer for large messages (when the slot wraps around the ring's end, `target`
+     * is a temporary copied in afterwards). `fill` runs under the send lock and must be
+     * synchronous; if it throws, nothing is sent. Waits for room like `send`. Codec-independent.
+     */
+    sendWith(byteLength: number, fill: (target: Uint8Array) => void, options?: SendOptions): void;
+    /**
+     * Receives the next message and passes its raw bytes to `use(view)`, returning what `use`
+     * returns: `view` looks straight into the ring (no copy) and is valid only during the call.
+     * `use` runs under the receive lock and must be synchronous; if it throws, the message is NOT
+     * consumed and stays for the next receiver. Waits like `recv`.
+     */
+    recvWith<R>(use: (view: Uint8Array) => R, options?: SendOptions): R;
     /** Receives the next message if one is there; otherwise `undefined` at once. */
     tryRecv(): T | undefined;
     /**

@@ -735,6 +735,8 @@ const SPIN_MICROSECONDS = 50
 /** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
 const SLEEP_SLICE_MS = 1000
 
+/** What `#take` returns for an empty channel (distinct from any decoded message). */
+const EMPTY = Symbol('empty')
 const utf8Encoder = new TextEncoder()
 const utf8Decoder = new TextDecoder()
 
@@ -896,6 +898,49 @@ export class Channel<T = unknown> {
     }
   }
 
+  /**
+   * Sends a `byteLength`-byte message that `fill(target)` writes straight into the ring: no
+   * intermediate buffer for large messages (when the slot wraps around the ring's end, `target`
+   * is a temporary copied in afterwards). `fill` runs under the send lock and must be
+   * synchronous; if it throws, nothing is sent. Waits for room like `send`. Codec-independent.
+   */
+  sendWith(byteLength: number, fill: (target: Uint8Array) => void, options?: SendOptions): void {
+    const length = validateInteger(byteLength, 'byteLength', 0, this.#capacity - 4)
+    if (typeof fill !== 'function') throw typeError('fill', 'of type function', fill)
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    const put = (payload: number) => {
+      if (payload + length <= this.#capacity) return fill(this.#ring.subarray(payload, payload + length))
+      const staging = new Uint8Array(length)
+      fill(staging)
+      this.#copyIn(staging, payload)
+    }
+    for (;;) {
+      this.#checkOpenForSend()
+      if (this.#append(length, put)) return
+      if (this.#spinUntil(() => this.#hasRoomFor(length))) continue
+      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(length) || this.closed, deadline, 'room in the channel')
+    }
+  }
+
+  /**
+   * Receives the next message and passes its raw bytes to `use(view)`, returning what `use`
+   * returns: `view` looks straight into the ring (no copy) and is valid only during the call.
+   * `use` runs under the receive lock and must be synchronous; if it throws, the message is NOT
+   * consumed and stays for the next receiver. Waits like `recv`.
+   */
+  recvWith<R>(use: (view: Uint8Array) => R, options?: SendOptions): R {
+    if (typeof use !== 'function') throw typeError('use', 'of type function', use)
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    for (;;) {
+      this.#segment.assertOpen()
+      const result = this.#take((view) => use(view))
+      if (result !== EMPTY) return result
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
+      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
+    }
+  }
+
   /** Receives the next message if one is there; otherwise `undefined` at once. */
   tryRecv(): T | undefined {
     this.#segment.assertOpen()
@@ -1006,18 +1051,11 @@ export class Channel<T = unknown> {
     return bytes
   }
 
-  #decode(ring: Uint8Array, start: number, length: number): T {
-    const end = start + length
-    let view: Uint8Array
-    if (end <= this.#capacity) view = ring.subarray(start, end)
-    else {
-      view = new Uint8Array(length)
-      view.set(ring.subarray(start, this.#capacity))
-      view.set(ring.subarray(0, end - this.#capacity), this.#capacity - start)
-    }
+  /** Decodes a message; `inRing` views must be copied (the ring slot is about to be reused). */
+  #decode(view: Uint8Array, inRing: boolean): T {
     switch (this.#codec) {
       case 'bytes':
-        return (view.buffer === ring.buffer ? view.slice() : view) as T
+        return (inRing ? view.slice() : view) as T
       case 'string':
         return utf8Decoder.decode(view) as T
       case 'json':
@@ -1041,19 +1079,24 @@ export class Channel<T = unknown> {
 
   /** Appends one message under the send lock; false if there is no room. */
   #write(bytes: Uint8Array): boolean {
+    return this.#append(bytes.length, (payload) => this.#copyIn(bytes, payload))
+  }
+
+  /**
+   * Reserves room for a `length`-byte message under the send lock, has `put(payloadPosition)`
+   * write it, then publishes it. If `put` throws, nothing is published.
+   */
+  #append(length: number, put: (payload: number) => void): boolean {
     const words = this.#words
     const guard = this.#sendLock.lock()
     try {
       const tail = Atomics.load(words, CH.TAIL / 4)
       const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
-      const need = 4 + ((bytes.length + 3) & ~3)
+      const need = 4 + ((length + 3) & ~3)
       if (this.#capacity - used < need) return false
       const start = tail & this.#mask
-      this.#ringWords[start >>> 2] = bytes.length
-      const payload = (start + 4) & this.#mask
-      const first = Math.min(bytes.length, this.#capacity - payload)
-      this.#ring.set(first === bytes.length ? bytes : bytes.subarray(0, first), payload)
-      if (first < bytes.length) this.#ring.set(bytes.subarray(first), 0)
+      this.#ringWords[start >>> 2] = length
+      put((start + 4) & this.#mask)
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       Atomics.store(words, CH.TAIL / 4, (tail + need) >>> 0)
     } finally {
@@ -1063,27 +1106,47 @@ export class Channel<T = unknown> {
     return true
   }
 
-  /** Takes one message under the receive lock; `undefined` if there is none. */
-  #read(): T | undefined {
+  /** Copies `bytes` into the ring at `payload`, wrapping at the end. */
+  #copyIn(bytes: Uint8Array, payload: number): void {
+    const first = Math.min(bytes.length, this.#capacity - payload)
+    this.#ring.set(first === bytes.length ? bytes : bytes.subarray(0, first), payload)
+    if (first < bytes.length) this.#ring.set(bytes.subarray(first), 0)
+  }
+
+  /** Takes one message under the receive lock and passes its bytes to `use`; `EMPTY` if none. */
+  #take<R>(use: (view: Uint8Array, ring: boolean) => R): R | typeof EMPTY {
     const words = this.#words
     const guard = this.#recvLock.lock()
-    let message: T
+    let result: R
     try {
       const head = Atomics.load(words, CH.HEAD / 4)
       const used = this.#usedBytes(head, Atomics.load(words, CH.TAIL / 4))
-      if (used === 0) return undefined
+      if (used === 0) return EMPTY
       const start = head & this.#mask
       const length = this.#ringWords[start >>> 2]!
       const size = 4 + ((length + 3) & ~3)
       if (length > this.#capacity - 4 || size > used) throw corrupt(`message length ${length} with ${used} bytes in flight`)
-      message = this.#decode(this.#ring, (start + 4) & this.#mask, length)
-      // SYNC POINT (consume): the message is copied out before its bytes are handed back.
+      const payload = (start + 4) & this.#mask
+      if (payload + length <= this.#capacity) result = use(this.#ring.subarray(payload, payload + length), true)
+      else {
+        const joined = new Uint8Array(length)
+        joined.set(this.#ring.subarray(payload, this.#capacity))
+        joined.set(this.#ring.subarray(0, length - (this.#capacity - payload)), this.#capacity - payload)
+        result = use(joined, false)
+      }
+      // SYNC POINT (consume): the message is used before its bytes are handed back.
       Atomics.store(words, CH.HEAD / 4, (head + size) >>> 0)
     } finally {
       guard.unlock()
     }
     this.#wakeSleepers(CH.SEND_WAITERS, CH.SEND_EVENT)
-    return message
+    return result
+  }
+
+  /** Takes one decoded message; `undefined` if there is none. */
+  #read(): T | undefined {
+    const message = this.#take((view, inRing) => this.#decode(view, inRing))
+    return message === EMPTY ? undefined : message
   }
 
   /**

@@ -226,3 +226,33 @@ test('opening: a plain segment is not a channel; missing names give ENOENT; bad 
   throwsCoded(t, () => channel.send('x'), Error, 'ERR_SHM_CLOSED')
   t.true(fs.existsSync(`/dev/shm/shmkit.${channel.name}`) || process.platform !== 'linux', 'disconnect never unlinks')
 })
+
+test('sendWith writes into the ring and recvWith reads from it, wrapped or not', (t) => {
+  const channel = freshChannel(t, { capacity: 256 })
+  for (let round = 0; round < 20; round++) {
+    const length = 37 + round * 5
+    channel.sendWith(length, (target) => {
+      t.is(target.length, length)
+      for (let i = 0; i < length; i++) target[i] = (round + i) & 0xff
+    })
+    const ok = channel.recvWith((view) => view.every((byte, i) => byte === ((round + i) & 0xff)) && view.length === length)
+    t.true(ok, `round ${round}`)
+  }
+  t.is(channel.bytesInFlight, 0)
+})
+
+test('a throwing fill sends nothing; a throwing use leaves the message for the next receiver', (t) => {
+  const channel = freshChannel(t, { capacity: 256 })
+  t.throws(() => channel.sendWith(10, () => {
+    throw new Error('fill failed')
+  }), { message: 'fill failed' })
+  t.is(channel.bytesInFlight, 0)
+  channel.send('keep')
+  t.throws(() => channel.recvWith(() => {
+    throw new Error('use failed')
+  }), { message: 'use failed' })
+  t.is(new TextDecoder().decode(channel.recv()), 'keep')
+  throwsCoded(t, () => channel.sendWith(253, () => {}), RangeError, 'ERR_OUT_OF_RANGE')
+  throwsCoded(t, () => channel.sendWith(1, 'no'), TypeError, 'ERR_INVALID_ARG_TYPE')
+  throwsCoded(t, () => channel.recvWith(null), TypeError, 'ERR_INVALID_ARG_TYPE')
+})
