@@ -12,7 +12,38 @@
 
 import { deserialize, serialize } from 'node:v8'
 
-import { NativeSegment, WaitToken, currentThreadIdentity } from './binding'
+import type * as Binding from './binding'
+
+const { NativeSegment, WaitToken, currentThreadIdentity } = loadBinding()
+type NativeSegment = Binding.NativeSegment
+type WaitToken = Binding.WaitToken
+
+/** The platform as the binary packages name it, e.g. `linux-x64-gnu`, `darwin-arm64`. */
+function platformName(): string {
+  if (process.platform !== 'linux') return `${process.platform}-${process.arch}`
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+  return `linux-${process.arch}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
+}
+
+/** Loads the native addon for this platform, or explains clearly why there is none. */
+function loadBinding(): typeof Binding {
+  try {
+    return require('./binding') as typeof Binding
+  } catch (error) {
+    const platform = platformName()
+    throw coded(
+      new Error(
+        `shmkit has no native binary for ${platform} (Node ${process.version}). Prebuilt binaries ship as ` +
+          `optional dependencies (the package shmkit-${platform}) for linux-x64/arm64 (gnu and musl), ` +
+          'darwin-x64/arm64 and win32-x64/arm64: reinstall without --no-optional/--omit=optional, and make ' +
+          'sure the lockfile was not created on another platform. On other platforms, build from source ' +
+          'with a Rust toolchain (npm run build in a clone).',
+        { cause: error },
+      ),
+      'ERR_SHM_NO_BINARY',
+    )
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
