@@ -9,6 +9,7 @@
  * native call. The uncontended lock and unlock run entirely in JavaScript on the mapped lock word
  * (the protocol is in docs/LOCKING.md); native code is called only to sleep, wake or recover.
  */
+import type * as Binding from './binding';
 /** Every error shmkit throws has a `code`: Node's argument codes, errno names, or `ERR_SHM_*`. */
 export interface ShmkitError extends Error {
     code: string;
@@ -29,7 +30,17 @@ export interface CreateOptions {
     size: number;
     /** Permission bits of the new segment, applied exactly (not masked by the umask). Default `0o600`. */
     mode?: number;
+    /**
+     * Remove the segment automatically when the last process that has it open closes it or dies
+     * (dead processes are noticed by the next open, close or `shmkit gc`). Default `false`: the
+     * segment lives until someone unlinks it.
+     */
+    autoUnlink?: boolean;
 }
+/** What `Segment.inspect` reports; see also `mutex.stats()`. */
+export type SegmentInspection = Binding.SegmentInspection;
+/** A snapshot of a mutex: holder, waiters, counters. */
+export type MutexStats = Binding.MutexReport;
 export interface OpenOptions {
     /** How long to wait, in ms, for a creator that is still initialising the segment. Default 2000. */
     readyTimeout?: number;
@@ -62,6 +73,21 @@ export declare class Segment {
     get size(): number;
     /** The data area, zero-copy. Every `byteOffset` in this API is relative to it. Empty once closed. */
     get buffer(): ArrayBuffer;
+    /**
+     * Describes segment (or channel) `name` without opening it for use: header fields, the
+     * processes that have it open and whether each is alive, the header mutex's holder and
+     * counters. Throws like `open` for a missing, foreign or damaged segment.
+     */
+    static inspect(name: string): SegmentInspection;
+    /** Names of the shmkit segments and channels on this machine (Linux only: `ENOSYS` elsewhere). */
+    static list(): string[];
+    /**
+     * Forgets the dead processes recorded as having `name` open and, if it was created with
+     * `autoUnlink` and no live process has it open, removes it. Returns whether it was removed.
+     */
+    static collect(name: string): boolean;
+    /** Whether the segment removes itself when its last user closes it or dies. */
+    get autoUnlink(): boolean;
     /** Whether this mapping created the segment (as opposed to opening an existing one). */
     get created(): boolean;
     get closed(): boolean;
@@ -135,6 +161,8 @@ export declare class Mutex {
     }): Promise<T>;
     /** Takes the lock if it is free (or its holder died); otherwise returns `null` at once. */
     tryLock(): LockGuard | null;
+    /** A snapshot: who holds it (and whether that thread is alive), waiters, counters. */
+    stats(): MutexStats;
 }
 /** Proof of holding a `Mutex`. Release it with `unlock()` or a `using` declaration. */
 export interface LockGuard {
@@ -165,6 +193,19 @@ export interface ChannelCreateOptions {
     /** Default codec for every process that opens the channel. Default `'bytes'`. */
     codec?: Codec;
     mode?: number;
+    /** As for segments: remove the channel when the last process that has it open closes it or dies. */
+    autoUnlink?: boolean;
+}
+/** A snapshot of a channel's traffic. */
+export interface ChannelStats {
+    /** Messages sent so far, and received (both wrap at 2^32). */
+    sent: number;
+    received: number;
+    /** Messages and bytes (with their 4-byte headers) waiting to be read. */
+    messagesInFlight: number;
+    bytesInFlight: number;
+    capacity: number;
+    closed: boolean;
 }
 export interface ChannelOpenOptions extends OpenOptions {
     /** Overrides the codec recorded at creation, for this process. */
@@ -202,6 +243,8 @@ export declare class Channel<T = unknown> {
     get closed(): boolean;
     /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. */
     get bytesInFlight(): number;
+    /** A snapshot of the traffic: counts sent and received, what is waiting to be read. */
+    stats(): ChannelStats;
     /** Sends `data` if there is room now; returns false if the channel is full. */
     trySend(data: T | Uint8Array | string): boolean;
     /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
@@ -244,3 +287,8 @@ export declare class Channel<T = unknown> {
     unlink(): void;
     [Symbol.dispose](): void;
 }
+/**
+ * Channel statistics from its control block's words (a channel's first data words, as
+ * `Segment.inspect(name).dataWords` also reports them).
+ */
+export declare function channelStats(words: ArrayLike<number>): ChannelStats;

@@ -224,6 +224,12 @@ function validateTimeout(value: unknown, name = 'timeout'): number {
   return value
 }
 
+function validateBoolean(value: unknown, name: string): boolean {
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') throw typeError(name, 'of type boolean', value)
+  return value
+}
+
 function validateSize(value: unknown): number {
   return validateInteger(value, 'options.size', 1, MAX_SEGMENT_SIZE)
 }
@@ -250,7 +256,18 @@ export interface CreateOptions {
   size: number
   /** Permission bits of the new segment, applied exactly (not masked by the umask). Default `0o600`. */
   mode?: number
+  /**
+   * Remove the segment automatically when the last process that has it open closes it or dies
+   * (dead processes are noticed by the next open, close or `shmkit gc`). Default `false`: the
+   * segment lives until someone unlinks it.
+   */
+  autoUnlink?: boolean
 }
+
+/** What `Segment.inspect` reports; see also `mutex.stats()`. */
+export type SegmentInspection = Binding.SegmentInspection
+/** A snapshot of a mutex: holder, waiters, counters. */
+export type MutexStats = Binding.MutexReport
 
 export interface OpenOptions {
   /** How long to wait, in ms, for a creator that is still initialising the segment. Default 2000. */
@@ -302,8 +319,8 @@ export class Segment {
   /** Creates segment `name`. Throws `EEXIST` if it exists, `ENOSPC` if shared memory is too small. */
   static create(name: string, options: CreateOptions): Segment {
     validateName(name)
-    const { size, mode } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode'], true)
-    return new Segment(CONSTRUCT, NativeSegment.create(name, validateSize(size), validateMode(mode), KIND_SEGMENT))
+    const { size, mode, autoUnlink } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink'], true)
+    return new Segment(CONSTRUCT, NativeSegment.create(name, validateSize(size), validateMode(mode), KIND_SEGMENT, validateBoolean(autoUnlink, 'options.autoUnlink')))
   }
 
   /** Opens existing segment `name`. Throws `ENOENT` if it does not exist, `ERR_SHM_*` if it is not a valid shmkit segment. */
@@ -320,10 +337,10 @@ export class Segment {
    */
   static openOrCreate(name: string, options: CreateOptions & OpenOptions): Segment {
     validateName(name)
-    const { size, mode, readyTimeout } = validateOptions<CreateOptions & OpenOptions>(
+    const { size, mode, autoUnlink, readyTimeout } = validateOptions<CreateOptions & OpenOptions>(
       options,
       'options',
-      ['size', 'mode', 'readyTimeout'],
+      ['size', 'mode', 'autoUnlink', 'readyTimeout'],
       true,
     )
     const native = NativeSegment.openOrCreate(
@@ -331,6 +348,7 @@ export class Segment {
       validateSize(size),
       validateMode(mode),
       KIND_SEGMENT,
+      validateBoolean(autoUnlink, 'options.autoUnlink'),
       validateTimeout(readyTimeout, 'options.readyTimeout'),
     )
     return new Segment(CONSTRUCT, native)
@@ -361,8 +379,35 @@ export class Segment {
   }
 
   /** @internal Creates a segment of another kind (channels). */
-  static createKind(name: string, size: number, mode: number, kind: number): Segment {
-    return new Segment(CONSTRUCT, NativeSegment.create(name, size, mode, kind))
+  static createKind(name: string, size: number, mode: number, kind: number, autoUnlink: boolean): Segment {
+    return new Segment(CONSTRUCT, NativeSegment.create(name, size, mode, kind, autoUnlink))
+  }
+
+  /**
+   * Describes segment (or channel) `name` without opening it for use: header fields, the
+   * processes that have it open and whether each is alive, the header mutex's holder and
+   * counters. Throws like `open` for a missing, foreign or damaged segment.
+   */
+  static inspect(name: string): SegmentInspection {
+    return NativeSegment.inspect(validateName(name))
+  }
+
+  /** Names of the shmkit segments and channels on this machine (Linux only: `ENOSYS` elsewhere). */
+  static list(): string[] {
+    return NativeSegment.list()
+  }
+
+  /**
+   * Forgets the dead processes recorded as having `name` open and, if it was created with
+   * `autoUnlink` and no live process has it open, removes it. Returns whether it was removed.
+   */
+  static collect(name: string): boolean {
+    return NativeSegment.collect(validateName(name))
+  }
+
+  /** Whether the segment removes itself when its last user closes it or dies. */
+  get autoUnlink(): boolean {
+    return this.#native.autoUnlink
   }
 
   /** Whether this mapping created the segment (as opposed to opening an existing one). */
@@ -469,8 +514,10 @@ const STATE = 0
 const OWNER_MASK = 0x3fffffff
 const OWNER_TID = 1
 const OWNER_NS = 2
+const OWNER_PID = 3
 const OWNER_START_LO = 4
 const OWNER_START_HI = 5
+const ACQUISITIONS = 6
 
 function lockTimeout(options: unknown): number {
   const { timeout } = validateOptions<LockOptions>(options, 'options', ['timeout'], false)
@@ -478,7 +525,8 @@ function lockTimeout(options: unknown): number {
 }
 
 /** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
-const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI] = currentThreadIdentity().map((v) => v | 0) as [
+const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI, THREAD_PID] = currentThreadIdentity().map((v) => v | 0) as [
+  number,
   number,
   number,
   number,
@@ -616,6 +664,12 @@ export class Mutex {
     return outcome === 0 ? null : this.#guard(outcome === 2)
   }
 
+  /** A snapshot: who holds it (and whether that thread is alive), waiters, counters. */
+  stats(): MutexStats {
+    this.#segment.assertOpen()
+    return this.#segment.native.mutexStats(this.#cell)
+  }
+
   /** @internal */
   heldByThisThread(): boolean {
     return (Atomics.load(this.#words, STATE) & OWNER_MASK) === THREAD_ID
@@ -643,10 +697,12 @@ export class Mutex {
   /** Writes this thread's identity beside the word (skipped when it is already there). */
   #recordOwner(): void {
     const words = this.#words
+    words[ACQUISITIONS] = (words[ACQUISITIONS]! + 1) | 0 // we hold the lock: a plain increment
     // Two loads tell "already mine": the tid, and the start time's low half (a reused tid of
     // another thread almost surely started at another tick).
     if (words[OWNER_TID] !== THREAD_ID || words[OWNER_START_LO] !== THREAD_START_LO) {
       words[OWNER_NS] = THREAD_NS
+      words[OWNER_PID] = THREAD_PID
       words[OWNER_START_LO] = THREAD_START_LO
       words[OWNER_START_HI] = THREAD_START_HI
       Atomics.store(words, OWNER_TID, THREAD_ID) // last: a reader that sees it sees the rest
@@ -721,6 +777,20 @@ export interface ChannelCreateOptions {
   /** Default codec for every process that opens the channel. Default `'bytes'`. */
   codec?: Codec
   mode?: number
+  /** As for segments: remove the channel when the last process that has it open closes it or dies. */
+  autoUnlink?: boolean
+}
+
+/** A snapshot of a channel's traffic. */
+export interface ChannelStats {
+  /** Messages sent so far, and received (both wrap at 2^32). */
+  sent: number
+  received: number
+  /** Messages and bytes (with their 4-byte headers) waiting to be read. */
+  messagesInFlight: number
+  bytesInFlight: number
+  capacity: number
+  closed: boolean
 }
 
 export interface ChannelOpenOptions extends OpenOptions {
@@ -750,9 +820,11 @@ const CH = {
   TAIL: 64, // u32: end of the published messages (free-running, wraps at 2^32)
   RECV_WAITERS: 68, // u32: 1 when a consumer may be asleep; cleared by the producer that wakes it
   RECV_EVENT: 72, // u32: bumped to wake consumers (new message, close)
+  SENT: 76, // u32: messages published (wraps), bumped under the send lock
   HEAD: 128, // u32: start of the unread messages (free-running)
   SEND_WAITERS: 132, // u32: 1 when a producer may be asleep waiting for room; cleared on wake
   SEND_EVENT: 136, // u32: bumped to wake producers (room freed, close)
+  RECEIVED: 140, // u32: messages consumed (wraps), bumped under the receive lock
   SEND_LOCK: 192, // Mutex: serialises producers
   RECV_LOCK: 256, // Mutex: serialises consumers
   RING: 512, // the ring itself
@@ -832,10 +904,10 @@ export class Channel<T = unknown> {
   /** Creates channel `name` with a ring of `capacity` bytes. Throws `EEXIST` if it exists. */
   static create<T = unknown>(name: string, options: ChannelCreateOptions): Channel<T> {
     validateName(name)
-    const { capacity, codec, mode } = validateOptions<ChannelCreateOptions>(options, 'options', ['capacity', 'codec', 'mode'], true)
+    const { capacity, codec, mode, autoUnlink } = validateOptions<ChannelCreateOptions>(options, 'options', ['capacity', 'codec', 'mode', 'autoUnlink'], true)
     const ringBytes = roundUpToPowerOfTwo(validateInteger(capacity, 'options.capacity', 1, MAX_CAPACITY))
     const chosenCodec = validateCodec(codec, 'codec') ?? 'bytes'
-    const segment = Segment.createKind(name, CH.RING + ringBytes, validateMode(mode), KIND_CHANNEL)
+    const segment = Segment.createKind(name, CH.RING + ringBytes, validateMode(mode), KIND_CHANNEL, validateBoolean(autoUnlink, 'options.autoUnlink'))
     const words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
     words[CH.VERSION / 4] = CHANNEL_VERSION
     words[CH.CAPACITY / 4] = ringBytes
@@ -894,6 +966,12 @@ export class Channel<T = unknown> {
   /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. */
   get bytesInFlight(): number {
     return (Atomics.load(this.#words, CH.TAIL / 4) - Atomics.load(this.#words, CH.HEAD / 4)) >>> 0
+  }
+
+  /** A snapshot of the traffic: counts sent and received, what is waiting to be read. */
+  stats(): ChannelStats {
+    this.#segment.assertOpen()
+    return channelStats(this.#words)
   }
 
   /** Sends `data` if there is room now; returns false if the channel is full. */
@@ -1130,6 +1208,7 @@ export class Channel<T = unknown> {
       put((start + 4) & this.#mask)
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       Atomics.store(words, CH.TAIL / 4, (tail + need) >>> 0)
+      words[CH.SENT / 4] = (words[CH.SENT / 4]! + 1) >>> 0
     } finally {
       guard.unlock()
     }
@@ -1167,6 +1246,7 @@ export class Channel<T = unknown> {
       }
       // SYNC POINT (consume): the message is used before its bytes are handed back.
       Atomics.store(words, CH.HEAD / 4, (head + size) >>> 0)
+      words[CH.RECEIVED / 4] = (words[CH.RECEIVED / 4]! + 1) >>> 0
     } finally {
       guard.unlock()
     }
@@ -1231,6 +1311,24 @@ export class Channel<T = unknown> {
     const left = remainingMs(deadline)
     if (left === 0) throw timedOut(what)
     await this.#segment.waitAsync(eventOffset, event, left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS), signal === undefined ? undefined : { signal })
+  }
+}
+
+/**
+ * Channel statistics from its control block's words (a channel's first data words, as
+ * `Segment.inspect(name).dataWords` also reports them).
+ */
+export function channelStats(words: ArrayLike<number>): ChannelStats {
+  const word = (offset: number) => (words[offset / 4] ?? 0) >>> 0
+  const sent = word(CH.SENT)
+  const received = word(CH.RECEIVED)
+  return {
+    sent,
+    received,
+    messagesInFlight: (sent - received) >>> 0,
+    bytesInFlight: (word(CH.TAIL) - word(CH.HEAD)) >>> 0,
+    capacity: word(CH.CAPACITY),
+    closed: word(CH.CLOSED) !== 0,
   }
 }
 

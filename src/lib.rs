@@ -9,6 +9,7 @@
 
 mod buffers;
 mod errors;
+mod introspection;
 mod segment;
 mod timeouts;
 mod waiting;

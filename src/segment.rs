@@ -10,6 +10,7 @@ use shmkit_core::{CreateOptions, ErrorCode, Kind, MutexCell, Segment, WaitOutcom
 
 use crate::buffers::{self, RawValue};
 use crate::errors::{coded, to_js, Code};
+use crate::introspection::{MutexReport, SegmentInspection};
 use crate::timeouts;
 use crate::waiting::{spawn_waiter, WaitToken};
 
@@ -37,12 +38,18 @@ fn size_from_js(size: f64) -> Result<usize, Code> {
     Ok(size as usize)
 }
 
-fn create_options(size: f64, mode: u32, kind: u32) -> Result<CreateOptions, Code> {
+fn create_options(
+    size: f64,
+    mode: u32,
+    kind: u32,
+    auto_unlink: bool,
+) -> Result<CreateOptions, Code> {
     let kind = Kind::from_u32(kind)
         .ok_or_else(|| coded("ERR_OUT_OF_RANGE", format!("Unknown segment kind {kind}")))?;
     Ok(CreateOptions {
         mode,
         kind,
+        auto_unlink,
         ..CreateOptions::new(size_from_js(size)?)
     })
 }
@@ -62,8 +69,15 @@ impl NativeSegment {
     }
 
     #[napi(factory)]
-    pub fn create(name: String, size: f64, mode: u32, kind: u32) -> Result<Self, Code> {
-        let segment = Segment::create(&name, create_options(size, mode, kind)?).map_err(to_js)?;
+    pub fn create(
+        name: String,
+        size: f64,
+        mode: u32,
+        kind: u32,
+        auto_unlink: bool,
+    ) -> Result<Self, Code> {
+        let segment = Segment::create(&name, create_options(size, mode, kind, auto_unlink)?)
+            .map_err(to_js)?;
         Ok(Self::wrap(segment, true))
     }
 
@@ -79,9 +93,10 @@ impl NativeSegment {
         size: f64,
         mode: u32,
         kind: u32,
+        auto_unlink: bool,
         ready_timeout_ms: f64,
     ) -> Result<Self, Code> {
-        let options = create_options(size, mode, kind)?;
+        let options = create_options(size, mode, kind, auto_unlink)?;
         let (segment, created) =
             Segment::open_or_create(&name, options, ready_timeout(ready_timeout_ms))
                 .map_err(to_js)?;
@@ -91,6 +106,35 @@ impl NativeSegment {
     #[napi]
     pub fn unlink(name: String) -> Result<(), Code> {
         Segment::unlink(&name).map_err(to_js)
+    }
+
+    /// Describes segment `name` without opening it for use (it is not recorded as an attacher).
+    #[napi]
+    pub fn inspect(name: String) -> Result<SegmentInspection, Code> {
+        Ok(Segment::inspect(&name).map_err(to_js)?.into())
+    }
+
+    /// Reaps dead attachers of `name`; removes it if it is auto-unlink and nobody live has it.
+    #[napi]
+    pub fn collect(name: String) -> Result<bool, Code> {
+        Segment::collect(&name).map_err(to_js)
+    }
+
+    /// Names of the shmkit segments on this machine (Linux).
+    #[napi]
+    pub fn list() -> Result<Vec<String>, Code> {
+        Segment::list().map_err(to_js)
+    }
+
+    #[napi(getter)]
+    pub fn auto_unlink(&self) -> Result<bool, Code> {
+        Ok(self.segment()?.info().auto_unlink)
+    }
+
+    /// A snapshot of a mutex cell for introspection.
+    #[napi]
+    pub fn mutex_stats(&self, cell: i64) -> Result<MutexReport, Code> {
+        Ok(self.cell(cell)?.stats().into())
     }
 
     fn segment(&self) -> Result<&Arc<Segment>, Code> {
@@ -157,6 +201,9 @@ impl NativeSegment {
         let Some(segment) = self.segment.take() else {
             return Ok(());
         };
+        // Forget our attachment now (the memory itself is unmapped once no buffer refers to it).
+        // A failure here only means the slot is reaped later, once this process is gone.
+        let _ = segment.detach();
         let header_cell = segment.header_mutex() as *const MutexCell as *mut u8;
         for buffer in buffers {
             for start in [segment.data_ptr(), header_cell] {

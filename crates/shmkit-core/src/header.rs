@@ -9,15 +9,16 @@
 //!     12    4 header_size      bytes before the data area; a multiple of 4096, <= 65536
 //!     16    8 data_size        bytes in the data area
 //!     24    4 kind             1 = segment, 2 = channel
-//!     28    4 flags            0 (reserved)
+//!     28    4 flags            bit 0: auto-unlink; other bits 0
 //!     32    8 created_unix_ms  creation time
 //!     40    4 creator_pid
 //!     44    4 name_len         bytes of the name at offset 256
 //!     48    4 checksum         FNV-1a (folded to 32 bits) of bytes 8..48 and of the name
 //!     52   12 reserved
 //!     64   64 header mutex     see docs/LOCKING.md
-//!    128  128 reserved
+//!    128  128 attach mutex, doomed flag, overflow count (see attach.rs)
 //!    256  256 name             the segment name, as given to create
+//!    512 3584 attach table     224 slots of 16 bytes (see attach.rs)
 //! ```
 //!
 //! SYNC POINT: the creator writes every field, then stores `magic` with `Release`; an opener
@@ -49,6 +50,9 @@ pub const OFF_CHECKSUM: usize = 48;
 /// Where the header mutex lives, from the start of the segment.
 pub const OFF_HEADER_MUTEX: usize = 64;
 pub const OFF_NAME: usize = 256;
+/// Header flag: unlink the segment when its last attacher closes it or dies.
+pub const FLAG_AUTO_UNLINK: u32 = 1;
+const KNOWN_FLAGS: u32 = FLAG_AUTO_UNLINK;
 const CHECKSUMMED: std::ops::Range<usize> = OFF_VERSION..OFF_CHECKSUM;
 
 /// What a segment holds; channels are segments whose data area is a ring.
@@ -78,6 +82,7 @@ pub struct HeaderInfo {
     pub created_unix_ms: u64,
     pub creator_pid: u32,
     pub name: String,
+    pub auto_unlink: bool,
 }
 
 /// Outcome of looking at a header that may still be under construction.
@@ -158,7 +163,12 @@ impl RawHeader {
             .store(info.data_size as u64, Ordering::Relaxed);
         self.u32_at(OFF_KIND)
             .store(info.kind as u32, Ordering::Relaxed);
-        self.u32_at(OFF_FLAGS).store(0, Ordering::Relaxed);
+        let flags = if info.auto_unlink {
+            FLAG_AUTO_UNLINK
+        } else {
+            0
+        };
+        self.u32_at(OFF_FLAGS).store(flags, Ordering::Relaxed);
         self.u64_at(OFF_CREATED_MS)
             .store(info.created_unix_ms, Ordering::Relaxed);
         self.u32_at(OFF_CREATOR_PID)
@@ -213,6 +223,10 @@ impl RawHeader {
         let kind_raw = self.u32_at(OFF_KIND).load(Ordering::Relaxed);
         let kind = Kind::from_u32(kind_raw)
             .ok_or_else(|| corrupt(format!("unknown segment kind {kind_raw}")))?;
+        let flags = self.u32_at(OFF_FLAGS).load(Ordering::Relaxed);
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(corrupt(format!("unknown flags {flags:#x}")));
+        }
         let name_len = self.u32_at(OFF_NAME_LEN).load(Ordering::Relaxed) as usize;
         if name_len == 0 || name_len > MAX_NAME_LEN {
             return Err(corrupt(format!("impossible name length {name_len}")));
@@ -230,6 +244,7 @@ impl RawHeader {
             created_unix_ms: self.u64_at(OFF_CREATED_MS).load(Ordering::Relaxed),
             creator_pid: self.u32_at(OFF_CREATOR_PID).load(Ordering::Relaxed),
             name,
+            auto_unlink: flags & FLAG_AUTO_UNLINK != 0,
         }))
     }
 }
@@ -246,6 +261,7 @@ mod tests {
             created_unix_ms: 1_700_000_000_000,
             creator_pid: 42,
             name: "jobs".into(),
+            auto_unlink: true,
         }
     }
 

@@ -22,6 +22,7 @@
 //! process truncating the object with `ftruncate`, after which touching the lost pages raises
 //! SIGBUS. Only give write access to processes you trust not to do that.
 
+pub mod attach;
 pub mod error;
 pub mod header;
 pub mod mutex;
@@ -30,8 +31,10 @@ pub mod platform;
 pub mod segment;
 mod shm;
 
+pub use attach::Attacher;
 pub use error::{Error, ErrorCode, Result};
 pub use header::Kind;
+pub use mutex::MutexStats;
 pub use mutex::{Acquired, MutexCell, MUTEX_ALIGN, MUTEX_SIZE};
 pub use platform::{current_thread, Liveness, ThreadIdentity, WaitOutcome};
-pub use segment::{CreateOptions, Segment, DEFAULT_MODE, MAX_DATA_SIZE};
+pub use segment::{CreateOptions, Segment, SegmentReport, DEFAULT_MODE, MAX_DATA_SIZE};

@@ -27,12 +27,16 @@
 //!
 //! ```text
 //! offset size field
-//!      0    4 state        the lock word above
-//!      4    4 owner_tid    thread id the three owner fields describe (written last)
-//!      8    4 owner_ns     the holder's PID namespace id
-//!     12    4 reserved
-//!     16    8 owner_start  the holder thread's start time (u64, little-endian)
-//!     24   40 reserved
+//!      0    4 state         the lock word above
+//!      4    4 owner_tid     thread id the owner fields describe (written last)
+//!      8    4 owner_ns      the holder's PID namespace id
+//!     12    4 owner_pid     the holder's process id
+//!     16    8 owner_start   the holder thread's start time (u64, little-endian)
+//!     24    4 acquisitions  counter, bumped by each holder (wraps at 2^32)
+//!     28    4 contended     acquisitions that had to wait
+//!     32    4 owner_deaths  takeovers from a dead holder
+//!     36    4 sleepers      threads asleep in the kernel on this lock (approximate)
+//!     40   24 reserved
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -62,9 +66,27 @@ pub struct MutexCell {
     state: AtomicU32,
     owner_tid: AtomicU32,
     owner_ns: AtomicU32,
-    _reserved: AtomicU32,
+    owner_pid: AtomicU32,
     owner_start: AtomicU64,
-    _reserved_tail: [AtomicU64; 5],
+    acquisitions: AtomicU32,
+    contended: AtomicU32,
+    owner_deaths: AtomicU32,
+    sleepers: AtomicU32,
+    _reserved: [AtomicU32; 6],
+}
+
+/// A snapshot of a mutex for introspection (all values may change right after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MutexStats {
+    /// The holder's thread id (0: unlocked) and, when it recorded itself, its identity.
+    pub holder_tid: u32,
+    pub holder: Option<ThreadIdentity>,
+    /// The WAITERS bit: some thread may be asleep waiting.
+    pub waiters: bool,
+    pub sleepers: u32,
+    pub acquisitions: u32,
+    pub contended: u32,
+    pub owner_deaths: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<MutexCell>() == MUTEX_SIZE);
@@ -150,6 +172,22 @@ impl MutexCell {
         deadline: Option<Instant>,
         cancel: &AtomicBool,
     ) -> Result<Acquired> {
+        let acquired = self.contend(me, deadline, cancel);
+        if acquired.is_ok() {
+            // We hold the lock: a plain read-modify-write is enough.
+            let count = self.contended.load(Ordering::Relaxed);
+            self.contended
+                .store(count.wrapping_add(1), Ordering::Relaxed);
+        }
+        acquired
+    }
+
+    fn contend(
+        &self,
+        me: &ThreadIdentity,
+        deadline: Option<Instant>,
+        cancel: &AtomicBool,
+    ) -> Result<Acquired> {
         for round in 0..SPIN_ROUNDS {
             let current = self.state.load(Ordering::Relaxed);
             if current & OWNER_MASK == 0 && self.try_take_free(current, me, false) {
@@ -187,7 +225,10 @@ impl MutexCell {
                 ));
             }
             let slice = remaining.map_or(LIVENESS_SLICE, |r| r.min(LIVENESS_SLICE));
-            if platform::wait(&self.state, sleeping_on, Some(slice)) == WaitOutcome::TimedOut
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            let outcome = platform::wait(&self.state, sleeping_on, Some(slice));
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            if outcome == WaitOutcome::TimedOut
                 && self.state.load(Ordering::Relaxed) == sleeping_on
                 && self.owner_is_dead(sleeping_on, &mut unrecorded_dead_since)
                 && self.take_over(sleeping_on, me)
@@ -265,16 +306,25 @@ impl MutexCell {
 
     fn take_over(&self, dead_state: u32, me: &ThreadIdentity) -> bool {
         if self.cas(dead_state, me.tid | WAITERS) {
+            let deaths = self.owner_deaths.load(Ordering::Relaxed);
+            self.owner_deaths
+                .store(deaths.wrapping_add(1), Ordering::Relaxed);
             self.record_owner(me);
             return true;
         }
         false
     }
 
+    /// Called by every new holder: counts the acquisition and records who holds the lock.
     fn record_owner(&self, me: &ThreadIdentity) {
+        // We hold the lock: a plain read-modify-write is enough for the counter.
+        let count = self.acquisitions.load(Ordering::Relaxed);
+        self.acquisitions
+            .store(count.wrapping_add(1), Ordering::Relaxed);
         self.owner_ns.store(me.namespace, Ordering::Relaxed);
+        self.owner_pid.store(me.pid, Ordering::Relaxed);
         self.owner_start.store(me.start_time, Ordering::Relaxed);
-        // Written last: a reader that sees this tid also sees the two fields above.
+        // Written last: a reader that sees this tid also sees the fields above.
         self.owner_tid.store(me.tid, Ordering::Release);
     }
 
@@ -284,7 +334,25 @@ impl MutexCell {
             tid,
             namespace: self.owner_ns.load(Ordering::Relaxed),
             start_time: self.owner_start.load(Ordering::Relaxed),
+            pid: self.owner_pid.load(Ordering::Relaxed),
         })
+    }
+
+    /// A snapshot for introspection.
+    pub fn stats(&self) -> MutexStats {
+        let state = self.state.load(Ordering::Acquire);
+        let holder_tid = state & OWNER_MASK;
+        MutexStats {
+            holder_tid,
+            holder: self
+                .recorded_owner()
+                .filter(|r| holder_tid != 0 && r.tid == holder_tid),
+            waiters: state & WAITERS != 0,
+            sleepers: self.sleepers.load(Ordering::Relaxed),
+            acquisitions: self.acquisitions.load(Ordering::Relaxed),
+            contended: self.contended.load(Ordering::Relaxed),
+            owner_deaths: self.owner_deaths.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether the holder in `state` has stopped running. A holder that has not recorded its
@@ -301,6 +369,7 @@ impl MutexCell {
                     tid: owner,
                     namespace: 0,
                     start_time: 0,
+                    pid: 0,
                 };
                 if platform::liveness(&bare) != Liveness::Dead {
                     *unrecorded_dead_since = None;

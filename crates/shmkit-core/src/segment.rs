@@ -8,9 +8,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::attach::{AttachTable, Attached, Attacher};
 use crate::error::{Error, ErrorCode, Result};
 use crate::header::{self, HeaderInfo, Inspection, Kind, RawHeader};
-use crate::mutex::{MutexCell, MUTEX_ALIGN, MUTEX_SIZE};
+use crate::mutex::{MutexCell, MutexStats, MUTEX_ALIGN, MUTEX_SIZE};
 use crate::name;
 use crate::platform::{self, WaitOutcome};
 use crate::shm::{self, Mapping};
@@ -31,6 +32,8 @@ pub struct CreateOptions {
     /// Permission bits, applied exactly (the umask does not narrow them).
     pub mode: u32,
     pub kind: Kind,
+    /// Unlink the segment when the last process that has it open closes it or dies.
+    pub auto_unlink: bool,
 }
 
 impl CreateOptions {
@@ -39,14 +42,33 @@ impl CreateOptions {
             size,
             mode: DEFAULT_MODE,
             kind: Kind::Segment,
+            auto_unlink: false,
         }
     }
 }
 
-/// A mapped, validated segment. Dropping it unmaps it; it never unlinks.
+/// A mapped, validated segment, recorded in the segment's attach table. Dropping it (or
+/// [`detach`](Segment::detach)) forgets the attachment and unmaps; it unlinks only a segment
+/// created with `auto_unlink` whose last live attacher this was.
 pub struct Segment {
     mapping: Mapping,
     info: HeaderInfo,
+    os_id: String,
+    attachment: std::sync::Mutex<Option<Attached>>,
+}
+
+/// What [`Segment::inspect`] reports about a segment, without attaching to it.
+#[derive(Debug, Clone)]
+pub struct SegmentReport {
+    pub info: HeaderInfo,
+    pub attachers: Vec<Attacher>,
+    /// Attachments that found no free slot in the table.
+    pub overflow: u32,
+    /// A closer decided to remove it (its name is gone or about to be).
+    pub doomed: bool,
+    pub header_mutex: MutexStats,
+    /// The first bytes of the data area as 32-bit words (channels keep their indices there).
+    pub data_words: Vec<u32>,
 }
 
 impl Segment {
@@ -62,16 +84,15 @@ impl Segment {
         }
         let header_size = page_size().max(header::MIN_HEADER_SIZE);
         let total = header_size + options.size;
-        let mut mapping =
-            Mapping::create(&name::os_id(name), total, options.mode).map_err(|err| {
-                match err.code() {
-                    ErrorCode::AlreadyExists => Error::new(
-                        ErrorCode::AlreadyExists,
-                        format!("Segment {name:?} already exists: open it, or unlink it first"),
-                    ),
-                    _ => err,
-                }
-            })?;
+        let mapping = Mapping::create(&name::os_id(name), total, options.mode).map_err(|err| {
+            match err.code() {
+                ErrorCode::AlreadyExists => Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("Segment {name:?} already exists: open it, or unlink it first"),
+                ),
+                _ => err,
+            }
+        })?;
         let info = HeaderInfo {
             header_size,
             data_size: options.size,
@@ -81,23 +102,113 @@ impl Segment {
                 .map_or(0, |d| d.as_millis() as u64),
             creator_pid: std::process::id(),
             name: name.to_owned(),
+            auto_unlink: options.auto_unlink,
         };
+        // Attach before publishing the header: nobody (not even a garbage collector) can see an
+        // auto-unlink segment with no attacher. The mapping is still the crate's "owner" here, so
+        // a failed attach unlinks the half-made segment.
+        let mut segment = Segment::attach(mapping, info, name::os_id(name))?;
         // SAFETY: the mapping is page-aligned, `total` >= header_size bytes long, and lives in
-        // `mapping`, which outlives this temporary view.
-        let raw = unsafe { RawHeader::new(mapping.as_ptr(), header_size) };
-        raw.initialize(&info);
-        mapping.keep();
-        Ok(Segment { mapping, info })
+        // `segment`, which outlives this temporary view.
+        let raw = unsafe { RawHeader::new(segment.mapping.as_ptr(), header_size) };
+        raw.initialize(&segment.info);
+        segment.mapping.keep();
+        Ok(segment)
+    }
+
+    /// Records this mapping in the attach table.
+    fn attach(mapping: Mapping, info: HeaderInfo, os_id: String) -> Result<Segment> {
+        // SAFETY: the mapping starts with a header page of at least MIN_HEADER_SIZE bytes and
+        // outlives the table view (both live in the returned Segment or die here).
+        let table = unsafe { AttachTable::new(mapping.as_ptr()) };
+        let attached = table.attach(info.auto_unlink)?;
+        Ok(Segment {
+            mapping,
+            info,
+            os_id,
+            attachment: std::sync::Mutex::new(Some(attached)),
+        })
+    }
+
+    fn attach_table(&self) -> AttachTable {
+        // SAFETY: the header page is mapped as long as `self`.
+        unsafe { AttachTable::new(self.mapping.as_ptr()) }
+    }
+
+    /// Forgets this mapping's attachment now (idempotent; dropping does it otherwise). For an
+    /// `auto_unlink` segment whose last live attacher this was, removes the name. Returns whether
+    /// it removed it. The memory stays mapped until the `Segment` is dropped.
+    pub fn detach(&self) -> Result<bool> {
+        let Some(attached) = self
+            .attachment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(false);
+        };
+        let os_id = &self.os_id;
+        self.attach_table()
+            .detach(&attached, self.info.auto_unlink, || shm::unlink(os_id))
+    }
+
+    /// Reaps dead attachers of segment `name` without attaching and, for an `auto_unlink`
+    /// segment with no live attacher left, removes it. Returns whether it was removed.
+    pub fn collect(name: &str) -> Result<bool> {
+        let (mapping, info) = Self::open_mapping(name, DEFAULT_READY_TIMEOUT)?;
+        // SAFETY: as in `attach`.
+        let table = unsafe { AttachTable::new(mapping.as_ptr()) };
+        let os_id = name::os_id(name);
+        table.collect(info.auto_unlink, || shm::unlink(&os_id))
+    }
+
+    /// Describes segment `name` without attaching to it.
+    pub fn inspect(name: &str) -> Result<SegmentReport> {
+        let (mapping, info) = Self::open_mapping(name, DEFAULT_READY_TIMEOUT)?;
+        // SAFETY: as in `attach`.
+        let table = unsafe { AttachTable::new(mapping.as_ptr()) };
+        // SAFETY: the header mutex cell lies in the header page, 8-aligned.
+        let mutex = unsafe { MutexCell::at(mapping.as_ptr().add(header::OFF_HEADER_MUTEX)) };
+        let words = (info.data_size / 4).min(128);
+        let data = mapping.as_ptr().wrapping_add(info.header_size) as *const AtomicU32;
+        let data_words = (0..words)
+            // SAFETY: i < data_size / 4 keeps each word inside the validated data area; the
+            // data area is page-aligned.
+            .map(|i| unsafe { (*data.add(i)).load(Ordering::Relaxed) })
+            .collect();
+        Ok(SegmentReport {
+            attachers: table.attachers(),
+            overflow: table.overflow(),
+            doomed: table.doomed(),
+            header_mutex: mutex.stats(),
+            data_words,
+            info,
+        })
     }
 
     /// Opens segment `name`, waiting up to `ready_timeout` for a concurrent creator to finish.
     pub fn open(name: &str, ready_timeout: Duration) -> Result<Segment> {
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            let (mapping, info) = Self::open_mapping(name, ready_timeout)?;
+            match Segment::attach(mapping, info, name::os_id(name)) {
+                // A closer is removing it: the next open finds the name gone, or a new segment.
+                Err(err) if err.code() == ErrorCode::NotFound && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Maps and validates segment `name` without attaching.
+    fn open_mapping(name: &str, ready_timeout: Duration) -> Result<(Mapping, HeaderInfo)> {
         name::validate(name)?;
         let os_id = name::os_id(name);
         let deadline = Instant::now() + ready_timeout;
         loop {
             match Self::try_open(name, &os_id)? {
-                Some(segment) => return Ok(segment),
+                Some(opened) => return Ok(opened),
                 None if Instant::now() >= deadline => {
                     return Err(Error::new(
                         ErrorCode::NotReady,
@@ -113,7 +224,7 @@ impl Segment {
     }
 
     /// One attempt: `Ok(None)` while the creator is still writing the header.
-    fn try_open(name: &str, os_id: &str) -> Result<Option<Segment>> {
+    fn try_open(name: &str, os_id: &str) -> Result<Option<(Mapping, HeaderInfo)>> {
         let mapping = match Mapping::open(os_id) {
             Ok(mapping) => mapping,
             // A zero-length object cannot be mapped: the creator has not sized it yet.
@@ -151,7 +262,7 @@ impl Segment {
                 ),
             ));
         }
-        Ok(Some(Segment { mapping, info }))
+        Ok(Some((mapping, info)))
     }
 
     /// Opens `name`, or creates it if it does not exist. Exactly one of any number of concurrent
@@ -197,6 +308,13 @@ impl Segment {
             ErrorCode::Os(libc::EAGAIN),
             format!("Segment {name:?} kept being created and removed; gave up"),
         ))
+    }
+
+    /// Names of the shmkit segments on this machine (from the OS's shared-memory directory;
+    /// objects with the shmkit prefix whose name is not a valid segment name are skipped).
+    /// Linux only: other systems have no way to list POSIX shared-memory objects.
+    pub fn list() -> Result<Vec<String>> {
+        list_names()
     }
 
     /// Removes segment `name`. Processes that have it open keep their mapping.
@@ -336,4 +454,36 @@ fn page_size() -> usize {
 #[cfg(not(unix))]
 fn page_size() -> usize {
     header::MIN_HEADER_SIZE
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Errors cannot be reported from a drop; a leftover slot is reaped once we are dead.
+        let _ = self.detach();
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn list_names() -> Result<Vec<String>> {
+    let entries = std::fs::read_dir("/dev/shm").map_err(|e| {
+        Error::os(
+            e.raw_os_error().unwrap_or(libc::EIO),
+            "Cannot list /dev/shm",
+        )
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| file.strip_prefix(name::OS_PREFIX).map(str::to_owned))
+        .filter(|name| name::validate(name).is_ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn list_names() -> Result<Vec<String>> {
+    Err(Error::new(
+        ErrorCode::Os(libc::ENOSYS),
+        "Listing segments needs Linux: this system offers no way to enumerate shared-memory objects",
+    ))
 }

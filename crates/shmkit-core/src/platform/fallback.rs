@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Liveness, ThreadIdentity};
+use super::{Liveness, ProcessIdentity, ThreadIdentity};
 
 pub use super::polling::{wait, wake};
 
@@ -16,9 +16,23 @@ pub fn current_thread() -> ThreadIdentity {
         tid: (pid << 13) | slot.max(1),
         namespace: 0,
         start_time: 0,
+        pid: std::process::id(),
     }
 }
 
 pub fn liveness(_owner: &ThreadIdentity) -> Liveness {
+    Liveness::Unknown
+}
+
+pub fn current_process() -> ProcessIdentity {
+    ProcessIdentity {
+        pid: std::process::id(),
+        namespace: 0,
+        start_time: 0,
+    }
+}
+
+/// Not determined here yet: attachers of this platform are never reaped as dead.
+pub fn process_liveness(_who: &ProcessIdentity) -> Liveness {
     Liveness::Unknown
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use super::{Liveness, ThreadIdentity, WaitOutcome};
+use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitOutcome {
     let timespec = timeout.map(|t| libc::timespec {
@@ -56,6 +56,7 @@ pub fn current_thread() -> ThreadIdentity {
         tid,
         namespace: pid_namespace(),
         start_time,
+        pid: std::process::id(),
     }
 }
 
@@ -77,6 +78,25 @@ pub fn liveness(owner: &ThreadIdentity) -> Liveness {
         }
         Ok(_) => Liveness::Alive,
     }
+}
+
+pub fn current_process() -> ProcessIdentity {
+    let pid = std::process::id();
+    ProcessIdentity {
+        pid,
+        namespace: pid_namespace(),
+        start_time: read_stat("/proc/self/stat").map_or(0, |stat| stat.start_time),
+    }
+}
+
+/// A process is its main thread's id on Linux, so the thread check applies as is.
+pub fn process_liveness(who: &ProcessIdentity) -> Liveness {
+    liveness(&ThreadIdentity {
+        tid: who.pid,
+        namespace: who.namespace,
+        start_time: who.start_time,
+        pid: who.pid,
+    })
 }
 
 struct Stat {

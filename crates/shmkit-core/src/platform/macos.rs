@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Liveness, ThreadIdentity, WaitOutcome};
+use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
 const UL_COMPARE_AND_WAIT_SHARED: u32 = 3;
 const ULF_WAKE_ALL: u32 = 0x0000_0100;
@@ -88,6 +88,7 @@ pub fn current_thread() -> ThreadIdentity {
         tid: ((pid & 0x1_FFFF) << 13) | slot.max(1),
         namespace: 0,
         start_time: process_info(pid as libc::pid_t).map_or(0, |info| info.1),
+        pid,
     }
 }
 
@@ -99,6 +100,24 @@ pub fn liveness(owner: &ThreadIdentity) -> Liveness {
         Some((_, started)) if owner.start_time != 0 && started != owner.start_time => {
             Liveness::Dead
         }
+        Some(_) => Liveness::Alive,
+    }
+}
+
+pub fn current_process() -> ProcessIdentity {
+    let pid = std::process::id();
+    ProcessIdentity {
+        pid,
+        namespace: 0,
+        start_time: process_info(pid as libc::pid_t).map_or(0, |info| info.1),
+    }
+}
+
+pub fn process_liveness(who: &ProcessIdentity) -> Liveness {
+    match process_info(who.pid as libc::pid_t) {
+        None => Liveness::Dead,
+        Some((status, _)) if status == PROCESS_ZOMBIE => Liveness::Dead,
+        Some((_, started)) if who.start_time != 0 && started != who.start_time => Liveness::Dead,
         Some(_) => Liveness::Alive,
     }
 }

@@ -50,6 +50,8 @@ pub struct ThreadIdentity {
     pub namespace: u32,
     /// When the thread started, in OS-specific units: guards against TID reuse.
     pub start_time: u64,
+    /// The process the thread belongs to (for display; liveness is judged by `tid`).
+    pub pid: u32,
 }
 
 /// What a liveness check concluded.
@@ -83,4 +85,25 @@ pub fn current_thread() -> ThreadIdentity {
 /// Whether `owner` still runs.
 pub fn liveness(owner: &ThreadIdentity) -> Liveness {
     os::liveness(owner)
+}
+
+/// Identity of a process, as recorded in a segment's attach table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    pub pid: u32,
+    /// PID namespace (0 when unknown): liveness is only judged inside it.
+    pub namespace: u32,
+    /// When the process started, in OS-specific units (0 when unknown): guards against pid reuse.
+    pub start_time: u64,
+}
+
+/// This process's identity (computed once).
+pub fn current_process() -> ProcessIdentity {
+    static CURRENT: std::sync::OnceLock<ProcessIdentity> = std::sync::OnceLock::new();
+    *CURRENT.get_or_init(os::current_process)
+}
+
+/// Whether the process `who` still runs (`Unknown` where the OS cannot tell: never reaped).
+pub fn process_liveness(who: &ProcessIdentity) -> Liveness {
+    os::process_liveness(who)
 }

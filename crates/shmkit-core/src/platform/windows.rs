@@ -11,7 +11,7 @@ use windows_sys::Win32::System::Threading::{
     THREAD_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{Liveness, ThreadIdentity};
+use super::{Liveness, ProcessIdentity, ThreadIdentity};
 
 pub use super::polling::{wait, wake};
 
@@ -22,6 +22,7 @@ pub fn current_thread() -> ThreadIdentity {
         tid: tid & 0x3FFF_FFFF,
         namespace: 0,
         start_time: creation_time(handle).unwrap_or(0),
+        pid: std::process::id(),
     }
 }
 
@@ -62,4 +63,17 @@ fn creation_time(handle: windows_sys::Win32::Foundation::HANDLE) -> Option<u64> 
     let ok =
         unsafe { GetThreadTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) } != 0;
     ok.then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+}
+
+pub fn current_process() -> ProcessIdentity {
+    ProcessIdentity {
+        pid: std::process::id(),
+        namespace: 0,
+        start_time: 0,
+    }
+}
+
+/// Not determined here yet: attachers of this platform are never reaped as dead.
+pub fn process_liveness(_who: &ProcessIdentity) -> Liveness {
+    Liveness::Unknown
 }

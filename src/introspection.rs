@@ -1,0 +1,118 @@
+//! Introspection results as plain JS objects: who holds a lock and whether that process is alive,
+//! who has a segment open, the header fields. Used by `Segment.inspect`, `mutex.stats()` and the
+//! `shmkit` command.
+
+use napi_derive::napi;
+use shmkit_core::{Liveness, MutexStats, SegmentReport, ThreadIdentity};
+
+fn liveness_name(liveness: Liveness) -> String {
+    match liveness {
+        Liveness::Alive => "alive",
+        Liveness::Dead => "dead",
+        Liveness::Unknown => "unknown",
+    }
+    .to_owned()
+}
+
+#[napi(object)]
+pub struct MutexReport {
+    pub locked: bool,
+    /// Thread id of the holder (0 when unlocked).
+    pub holder_tid: u32,
+    /// Process id of the holder, when it recorded itself.
+    pub holder_pid: Option<u32>,
+    /// `'alive'`, `'dead'` or `'unknown'`; absent when unlocked.
+    pub holder_state: Option<String>,
+    /// Some thread may be asleep waiting (the lock word's WAITERS bit).
+    pub waiters: bool,
+    /// Threads asleep in the kernel on this lock now (approximate).
+    pub sleepers: u32,
+    /// Acquisitions so far (wraps at 2^32), of which `contended` had to wait.
+    pub acquisitions: u32,
+    pub contended: u32,
+    /// Times a waiter took the lock over from a dead holder.
+    pub owner_deaths: u32,
+}
+
+impl From<MutexStats> for MutexReport {
+    fn from(stats: MutexStats) -> Self {
+        let locked = stats.holder_tid != 0;
+        let holder = stats.holder.unwrap_or(ThreadIdentity {
+            tid: stats.holder_tid,
+            namespace: 0,
+            start_time: 0,
+            pid: 0,
+        });
+        MutexReport {
+            locked,
+            holder_tid: stats.holder_tid,
+            holder_pid: stats.holder.map(|h| h.pid).filter(|&pid| pid != 0),
+            holder_state: locked.then(|| liveness_name(shmkit_core::platform::liveness(&holder))),
+            waiters: stats.waiters,
+            sleepers: stats.sleepers,
+            acquisitions: stats.acquisitions,
+            contended: stats.contended,
+            owner_deaths: stats.owner_deaths,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct AttacherReport {
+    pub pid: u32,
+    /// `'alive'`, `'dead'` or `'unknown'`.
+    pub state: String,
+}
+
+#[napi(object)]
+pub struct SegmentInspection {
+    pub name: String,
+    /// `'segment'` or `'channel'`.
+    pub kind: String,
+    /// Bytes in the data area.
+    pub size: f64,
+    pub header_size: u32,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: f64,
+    pub creator_pid: u32,
+    pub auto_unlink: bool,
+    /// Processes that have the segment open (one entry per mapping).
+    pub attachers: Vec<AttacherReport>,
+    /// Mappings that found the attach table full (they are not listed).
+    pub overflow: u32,
+    /// Being removed by its last closer.
+    pub doomed: bool,
+    pub header_mutex: MutexReport,
+    /// The first 32-bit words of the data area (a channel's control block).
+    pub data_words: Vec<u32>,
+}
+
+impl From<SegmentReport> for SegmentInspection {
+    fn from(report: SegmentReport) -> Self {
+        SegmentInspection {
+            name: report.info.name,
+            kind: match report.info.kind {
+                shmkit_core::Kind::Segment => "segment",
+                shmkit_core::Kind::Channel => "channel",
+            }
+            .to_owned(),
+            size: report.info.data_size as f64,
+            header_size: report.info.header_size as u32,
+            created_at: report.info.created_unix_ms as f64,
+            creator_pid: report.info.creator_pid,
+            auto_unlink: report.info.auto_unlink,
+            attachers: report
+                .attachers
+                .into_iter()
+                .map(|a| AttacherReport {
+                    pid: a.pid,
+                    state: liveness_name(a.alive),
+                })
+                .collect(),
+            overflow: report.overflow,
+            doomed: report.doomed,
+            header_mutex: report.header_mutex.into(),
+            data_words: report.data_words,
+        }
+    }
+}
