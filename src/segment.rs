@@ -363,15 +363,18 @@ fn cell_of(segment: &Segment, handle: i64) -> &MutexCell {
     }
 }
 
-/// This thread's identity as the lock protocol records it: `[tid, namespace, startLo, startHi]`.
+/// This thread's identity as the lock protocol records it:
+/// `[tid, namespace, startLo, startHi, pid]`.
 #[napi]
 pub fn current_thread_identity() -> Vec<u32> {
     let me = shmkit_core::current_thread();
+    let start = me.start_time;
     vec![
         me.tid,
         me.namespace,
-        me.start_time as u32,
-        (me.start_time >> 32) as u32,
+        start as u32,
+        (start >> 32) as u32,
+        me.pid,
     ]
 }
 

@@ -1,0 +1,142 @@
+// The shmkit command, run as users run it, against segments held by real processes.
+import test from 'ava'
+import { execFile } from 'node:child_process'
+import fs from 'node:fs'
+import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+
+import { Channel, Segment } from '../index.js'
+import { startFixture, uniqueName } from './helpers.mjs'
+
+const cli = fileURLToPath(new URL('../bin/shmkit.js', import.meta.url))
+const execFileAsync = promisify(execFile)
+const onLinux = process.platform === 'linux' ? test : test.skip
+
+/** Runs the CLI; resolves with { code, stdout, stderr } whatever the exit code. */
+async function shmkit(...args) {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [cli, ...args])
+    return { code: 0, stdout, stderr }
+  } catch (error) {
+    return { code: error.code, stdout: error.stdout, stderr: error.stderr }
+  }
+}
+
+onLinux('ls lists segments and channels, as a table and as JSON, and skips foreign objects', async (t) => {
+  const name = uniqueName(t)
+  const channelName = uniqueName(t, 'ch')
+  const foreign = uniqueName(t, 'foreign')
+  const segment = Segment.create(name, { size: 1 << 20 })
+  const channel = Channel.create(channelName, { capacity: 1024 })
+  t.teardown(() => {
+    segment.close()
+    channel.disconnect()
+  })
+  fs.writeFileSync(`/dev/shm/shmkit.${foreign}`, Buffer.alloc(8192, 0x41))
+  const table = await shmkit('ls')
+  t.is(table.code, 0)
+  t.regex(table.stdout, /^NAME\s+KIND\s+SIZE\s+ATTACHED\s+LOCK\s+AUTO-UNLINK\s+AGE/)
+  t.regex(table.stdout, new RegExp(`${name}\\s+segment\\s+1\\.0 MiB\\s+1\\s+free\\s+no`))
+  t.regex(table.stdout, new RegExp(`${channelName}\\s+channel`))
+  t.notRegex(table.stdout, new RegExp(foreign))
+  t.regex(table.stderr, new RegExp(`skipped ${foreign}`))
+  const { segments, skipped } = JSON.parse((await shmkit('ls', '--json')).stdout)
+  const mine = segments.find((s) => s.name === name)
+  t.like(mine, { kind: 'segment', size: 1 << 20, autoUnlink: false, attached: { alive: 1, dead: 0 } })
+  t.like(segments.find((s) => s.name === channelName), { kind: 'channel', channel: { capacity: 1024, messagesInFlight: 0 } })
+  t.true(skipped.some((s) => s.name === foreign && s.code === 'ERR_SHM_NOT_SHMKIT'))
+})
+
+onLinux('inspect says plainly when the lock holder and an attacher are dead', async (t) => {
+  const name = uniqueName(t)
+  Segment.create(name, { size: 4096 }).close()
+  const holder = startFixture('hold-lock.mjs', [name, 'hold'])
+  await holder.nextMessage((m) => m === 'locked')
+  const live = await shmkit('inspect', name)
+  t.regex(live.stdout, new RegExp(`held by thread \\d+ of pid ${holder.pid} \\(alive\\)`))
+  holder.kill('SIGKILL')
+  await holder.done()
+  const dead = await shmkit('inspect', name)
+  t.is(dead.code, 0)
+  t.regex(dead.stdout, /which is DEAD: the next locker takes it over and is told ownerDied/)
+  t.regex(dead.stdout, new RegExp(`pid ${holder.pid}: DEAD`))
+  const report = JSON.parse((await shmkit('inspect', name, '--json')).stdout)
+  t.like(report.lock, { locked: true, holderPid: holder.pid, holderState: 'dead' })
+  t.deepEqual(report.attachers, [{ pid: holder.pid, state: 'dead' }])
+})
+
+test('inspect shows channel traffic', async (t) => {
+  const name = uniqueName(t, 'ch')
+  const channel = Channel.create(name, { capacity: 1024, codec: 'json' })
+  t.teardown(() => channel.disconnect())
+  channel.send({ a: 1 })
+  channel.send({ b: 2 })
+  channel.recv()
+  const { stdout } = await shmkit('inspect', name)
+  t.regex(stdout, /1 message\(s\), 12 B in flight of 1\.0 KiB/)
+  t.regex(stdout, /2 sent, 1 received/)
+})
+
+test('rm removes by name; a missing name fails with a clear error and a non-zero exit', async (t) => {
+  const first = uniqueName(t)
+  const second = uniqueName(t)
+  Segment.create(first, { size: 64 }).close()
+  Segment.create(second, { size: 64 }).close()
+  const removed = await shmkit('rm', first, second)
+  t.is(removed.code, 0)
+  t.regex(removed.stdout, new RegExp(`removed ${first}\\nremoved ${second}`))
+  t.throws(() => Segment.open(first), { code: 'ENOENT' })
+  const missing = await shmkit('rm', first)
+  t.is(missing.code, 1)
+  t.regex(missing.stderr, new RegExp(`cannot remove ${first}: no such segment`))
+  const json = JSON.parse((await shmkit('rm', first, '--json')).stdout)
+  t.like(json[0], { name: first, removed: false, code: 'ENOENT' })
+  const inspectMissing = await shmkit('inspect', first)
+  t.is(inspectMissing.code, 1)
+  t.regex(inspectMissing.stderr, /no such segment/)
+})
+
+onLinux('rm leaves objects shmkit did not make alone', async (t) => {
+  const foreign = uniqueName(t, 'foreign')
+  fs.writeFileSync(`/dev/shm/shmkit.${foreign}`, Buffer.alloc(8192, 0x41))
+  const result = await shmkit('rm', foreign)
+  t.is(result.code, 1)
+  t.regex(result.stderr, /not a shmkit segment: left alone/)
+  t.true(fs.existsSync(`/dev/shm/shmkit.${foreign}`))
+})
+
+onLinux('gc removes auto-unlink segments whose every attacher is dead, and nothing else', async (t) => {
+  const orphan = uniqueName(t)
+  const kept = uniqueName(t)
+  const plain = uniqueName(t)
+  const creator = startFixture('attach.mjs', [orphan, 'create-auto'])
+  await creator.nextMessage((m) => m === 'attached')
+  creator.kill('SIGKILL')
+  await creator.done()
+  const liveOne = Segment.create(kept, { size: 64, autoUnlink: true })
+  t.teardown(() => liveOne.close())
+  const plainHolder = startFixture('attach.mjs', [plain, 'create-auto'])
+  await plainHolder.nextMessage((m) => m === 'attached')
+  plainHolder.kill('SIGKILL') // auto-unlink too, but we keep it open below
+  await plainHolder.done()
+  const keeper = Segment.open(plain)
+  t.teardown(() => keeper.close())
+  const { code, stdout } = await shmkit('gc', '--json')
+  t.is(code, 0)
+  const { removed } = JSON.parse(stdout)
+  t.true(removed.includes(orphan))
+  t.false(removed.includes(kept))
+  t.false(removed.includes(plain))
+  t.throws(() => Segment.inspect(orphan), { code: 'ENOENT' })
+  t.notThrows(() => Segment.inspect(kept))
+})
+
+test('usage errors exit with 2 and print the usage', async (t) => {
+  for (const args of [[], ['frobnicate'], ['inspect'], ['inspect', 'a', 'b'], ['rm'], ['ls', 'x'], ['ls', '--fast']]) {
+    const { code, stdout, stderr } = await shmkit(...args)
+    t.is(code, 2, args.join(' '))
+    t.regex(stdout + stderr, /Usage: shmkit <command>/)
+  }
+  const help = await shmkit('--help')
+  t.is(help.code, 0)
+})
