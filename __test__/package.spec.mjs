@@ -61,6 +61,9 @@ packaged('the packed tarballs install without Rust or install scripts and work f
   fs.writeFileSync(path.join(project, 'esm.mjs'), consumerScript(`import { Segment, Channel } from 'shmkit'`))
   t.regex(node('esm.mjs'), /consumer ok/)
 
+  const bin = execFileSync(path.join(project, 'node_modules/.bin/shmkit'), ['ls', '--json'], { cwd: project, env, encoding: 'utf8' })
+  t.true(Array.isArray(JSON.parse(bin).segments), 'the shmkit command is installed as a bin')
+
   fs.writeFileSync(path.join(project, 'consumer.ts'), `import { Segment, Mutex, Channel, type LockGuard, type WaitResult } from 'shmkit'
 const seg: Segment = Segment.openOrCreate('pkg-ts', { size: 128, mode: 0o600 })
 const guard: LockGuard = Mutex.at(seg, 64).lock({ timeout: 10 })

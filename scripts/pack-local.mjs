@@ -34,7 +34,10 @@ npm(['pack', '--pack-destination', artifacts], platformStage)
 
 // The main package, with the optional dependencies that publishing adds.
 const mainStage = fs.mkdtempSync(path.join(artifacts, '.stage-main-'))
-for (const file of [...manifest.files, 'README.md', 'LICENSE']) fs.copyFileSync(path.join(root, file), path.join(mainStage, file))
+for (const file of [...manifest.files, 'README.md', 'LICENSE']) {
+  fs.mkdirSync(path.dirname(path.join(mainStage, file)), { recursive: true })
+  fs.copyFileSync(path.join(root, file), path.join(mainStage, file))
+}
 const platformNames = fs.readdirSync(path.join(root, 'npm')).map((dir) => `${manifest.name}-${dir}`)
 const published = { ...manifest, optionalDependencies: Object.fromEntries(platformNames.map((name) => [name, manifest.version])) }
 delete published.devDependencies
