@@ -840,6 +840,8 @@ const SLEEP_SLICE_MS = 1000
 
 /** What `#take` returns for an empty channel (distinct from any decoded message). */
 const EMPTY = Symbol('empty')
+/** What `#read` gets for a message that does not decode with the channel's codec. */
+const UNDECODABLE = Symbol('undecodable')
 const utf8Encoder = new TextEncoder()
 const utf8Decoder = new TextDecoder()
 
@@ -1254,10 +1256,26 @@ export class Channel<T = unknown> {
     return result
   }
 
-  /** Takes one decoded message; `undefined` if there is none. */
+  /**
+   * Takes one decoded message; `undefined` if there is none. A message that does not decode
+   * (written by a buggy peer, or scribbled over) is consumed and reported as `ERR_SHM_CORRUPT`,
+   * so one bad message cannot wedge every receiver.
+   */
   #read(): T | undefined {
-    const message = this.#take((view, inRing) => this.#decode(view, inRing))
-    return message === EMPTY ? undefined : message
+    let failure: unknown
+    const message = this.#take((view, inRing) => {
+      try {
+        return this.#decode(view, inRing)
+      } catch (error) {
+        failure = error
+        return UNDECODABLE
+      }
+    })
+    if (message === EMPTY) return undefined
+    if (message === UNDECODABLE) {
+      throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause: failure })
+    }
+    return message
   }
 
   /**

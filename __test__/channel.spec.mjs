@@ -256,3 +256,14 @@ test('a throwing fill sends nothing; a throwing use leaves the message for the n
   throwsCoded(t, () => channel.sendWith(1, 'no'), TypeError, 'ERR_INVALID_ARG_TYPE')
   throwsCoded(t, () => channel.recvWith(null), TypeError, 'ERR_INVALID_ARG_TYPE')
 })
+
+test('a message that does not decode is dropped with ERR_SHM_CORRUPT; the next one arrives', (t) => {
+  const channel = freshChannel(t, { capacity: 256, codec: 'json' })
+  channel.send({ first: true })
+  channel.send({ second: true })
+  const ring = new Uint8Array(Segment.open(channel.name).buffer, 512, 256)
+  ring[4] = 0x7b + 1 // '{' -> '|': the first message is no longer JSON
+  const error = throwsCoded(t, () => channel.recv(), Error, 'ERR_SHM_CORRUPT')
+  t.truthy(error.cause)
+  t.deepEqual(channel.recv(), { second: true })
+})

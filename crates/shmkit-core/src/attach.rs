@@ -33,7 +33,7 @@ const SLOT_SIZE: usize = 16;
 /// Slots in a 4096-byte header (larger headers do not get more: the layout stays fixed).
 pub const SLOTS: usize = (MIN_HEADER_SIZE - OFF_SLOTS) / SLOT_SIZE;
 /// How long attach/detach wait for the attach mutex before giving up.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One attacher, as seen by introspection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
