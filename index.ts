@@ -589,7 +589,11 @@ export class Mutex {
 
   /** Blocks this thread until the lock is taken; throws `ETIMEDOUT` after `options.timeout` ms. */
   lock(options?: LockOptions): LockGuard {
-    const timeoutMs = options === undefined ? -1 : lockTimeout(options)
+    return this.lockFor(options === undefined ? -1 : lockTimeout(options))
+  }
+
+  /** @internal `lock` with a validated timeout in ms (-1: none), for shmkit's own hot paths. */
+  lockFor(timeoutMs: number): LockGuard {
     if (this.#life.closed) this.#segment.assertOpen()
     if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
       this.#recordOwner()
@@ -833,6 +837,11 @@ const CHANNEL_MAGIC = 0x6c6e6863 // "chnl"
 const CHANNEL_VERSION = 1
 const MIN_CAPACITY = 64
 const MAX_CAPACITY = 2 ** 30
+/**
+ * How long `trySend`/`tryRecv` wait for the side's lock: peers hold it for microseconds, so only
+ * a stalled (e.g. stopped) holder makes them give up, with `ETIMEDOUT`.
+ */
+const TRY_LOCK_MS = 1000
 /** A sync `recv`/`send` spins this long on the indices before sleeping in the kernel. */
 const SPIN_MICROSECONDS = 50
 /** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
@@ -980,7 +989,7 @@ export class Channel<T = unknown> {
   trySend(data: T | Uint8Array | string): boolean {
     const bytes = this.#encode(data)
     this.#checkOpenForSend()
-    return this.#write(bytes)
+    return this.#write(bytes, this.#sendLock.lockFor(TRY_LOCK_MS))
   }
 
   /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
@@ -989,7 +998,7 @@ export class Channel<T = unknown> {
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#checkOpenForSend()
-      if (this.#write(bytes)) return
+      if (this.#write(bytes, this.#sendLock.lockFor(remainingMs(deadline)))) return
       if (this.#spinUntil(() => this.#hasRoomFor(bytes.length))) continue
       this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, 'room in the channel')
     }
@@ -1004,7 +1013,7 @@ export class Channel<T = unknown> {
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#checkOpenForSend()
-      if (this.#write(bytes)) return
+      if (this.#write(bytes, await lockAsyncUntil(this.#sendLock, deadline, abortSignal))) return
       await this.#sleepAsync(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, abortSignal, 'room in the channel')
     }
   }
@@ -1027,7 +1036,7 @@ export class Channel<T = unknown> {
     }
     for (;;) {
       this.#checkOpenForSend()
-      if (this.#append(length, put)) return
+      if (this.#append(length, put, this.#sendLock.lockFor(remainingMs(deadline)))) return
       if (this.#spinUntil(() => this.#hasRoomFor(length))) continue
       this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(length) || this.closed, deadline, 'room in the channel')
     }
@@ -1044,7 +1053,7 @@ export class Channel<T = unknown> {
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#segment.assertOpen()
-      const result = this.#take((view) => use(view))
+      const result = this.#take((view) => use(view), this.#recvLock.lockFor(remainingMs(deadline)))
       if (result !== EMPTY) return result
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
@@ -1055,7 +1064,7 @@ export class Channel<T = unknown> {
   /** Receives the next message if one is there; otherwise `undefined` at once. */
   tryRecv(): T | undefined {
     this.#segment.assertOpen()
-    return this.#read()
+    return this.#read(this.#recvLock.lockFor(TRY_LOCK_MS))
   }
 
   /**
@@ -1066,7 +1075,7 @@ export class Channel<T = unknown> {
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#segment.assertOpen()
-      const message = this.#read()
+      const message = this.#read(this.#recvLock.lockFor(remainingMs(deadline)))
       if (message !== undefined) return message
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
@@ -1082,7 +1091,7 @@ export class Channel<T = unknown> {
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#segment.assertOpen()
-      const message = this.#read()
+      const message = this.#read(await lockAsyncUntil(this.#recvLock, deadline, abortSignal))
       if (message !== undefined) return message
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       await this.#sleepAsync(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, abortSignal, 'a message')
@@ -1189,17 +1198,17 @@ export class Channel<T = unknown> {
   }
 
   /** Appends one message under the send lock; false if there is no room. */
-  #write(bytes: Uint8Array): boolean {
-    return this.#append(bytes.length, (payload) => this.#copyIn(bytes, payload))
+  #write(bytes: Uint8Array, guard: LockGuard): boolean {
+    return this.#append(bytes.length, (payload) => this.#copyIn(bytes, payload), guard)
   }
 
   /**
-   * Reserves room for a `length`-byte message under the send lock, has `put(payloadPosition)`
-   * write it, then publishes it. If `put` throws, nothing is published.
+   * Reserves room for a `length`-byte message under the send lock (held through `guard`, which
+   * this releases), has `put(payloadPosition)` write it, then publishes it. If `put` throws,
+   * nothing is published.
    */
-  #append(length: number, put: (payload: number) => void): boolean {
+  #append(length: number, put: (payload: number) => void, guard: LockGuard): boolean {
     const words = this.#words
-    const guard = this.#sendLock.lock()
     try {
       const tail = Atomics.load(words, CH.TAIL / 4)
       const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
@@ -1225,10 +1234,12 @@ export class Channel<T = unknown> {
     if (first < bytes.length) this.#ring.set(bytes.subarray(first), 0)
   }
 
-  /** Takes one message under the receive lock and passes its bytes to `use`; `EMPTY` if none. */
-  #take<R>(use: (view: Uint8Array, ring: boolean) => R): R | typeof EMPTY {
+  /**
+   * Takes one message under the receive lock (held through `guard`, which this releases) and
+   * passes its bytes to `use`; `EMPTY` if none.
+   */
+  #take<R>(use: (view: Uint8Array, ring: boolean) => R, guard: LockGuard): R | typeof EMPTY {
     const words = this.#words
-    const guard = this.#recvLock.lock()
     let result: R
     try {
       const head = Atomics.load(words, CH.HEAD / 4)
@@ -1261,7 +1272,7 @@ export class Channel<T = unknown> {
    * (written by a buggy peer, or scribbled over) is consumed and reported as `ERR_SHM_CORRUPT`,
    * so one bad message cannot wedge every receiver.
    */
-  #read(): T | undefined {
+  #read(guard: LockGuard): T | undefined {
     let failure: unknown
     const message = this.#take((view, inRing) => {
       try {
@@ -1270,7 +1281,7 @@ export class Channel<T = unknown> {
         failure = error
         return UNDECODABLE
       }
-    })
+    }, guard)
     if (message === EMPTY) return undefined
     if (message === UNDECODABLE) {
       throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause: failure })
@@ -1348,6 +1359,14 @@ export function channelStats(words: ArrayLike<number>): ChannelStats {
     capacity: word(CH.CAPACITY),
     closed: word(CH.CLOSED) !== 0,
   }
+}
+
+/** Takes `mutex` without blocking the event loop, by `deadline` (see `deadlineOf`). */
+async function lockAsyncUntil(mutex: Mutex, deadline: number, signal: AbortSignal | undefined): Promise<LockGuard> {
+  const free = mutex.tryLock()
+  if (free !== null) return free
+  const left = remainingMs(deadline)
+  return mutex.lockAsync(signal === undefined ? (left < 0 ? {} : { timeout: left }) : left < 0 ? { signal } : { timeout: left, signal })
 }
 
 /** Absolute deadline (performance.now() ms) for a timeout, or -1 for none. */
