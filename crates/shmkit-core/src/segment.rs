@@ -235,6 +235,15 @@ impl Segment {
                     format!("No segment named {name:?}: create it first"),
                 ))
             }
+            Err(err) if err.code() == ErrorCode::PermissionDenied => {
+                return Err(Error::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "Permission denied opening segment {name:?}: its mode does not let this user \
+                         read and write it (the creator chooses the mode, 0o600 by default)"
+                    ),
+                ))
+            }
             Err(err) => return Err(err),
         };
         if mapping.len() < header::MIN_HEADER_SIZE {
