@@ -224,10 +224,22 @@ function validateTimeout(value: unknown, name = 'timeout'): number {
   return value
 }
 
-function validateBoolean(value: unknown, name: string): boolean {
-  if (value === undefined) return false
+function validateBoolean(value: unknown, name: string, fallback = false): boolean {
+  if (value === undefined) return fallback
   if (typeof value !== 'boolean') throw typeError(name, 'of type boolean', value)
   return value
+}
+
+/** Validates segment creation options (plus `extra` allowed keys) for the native side. */
+function nativeCreateOptions(options: unknown, kind: number, extra: readonly string[]): Binding.NativeCreateOptions {
+  const { size, mode, autoUnlink, reserve } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink', 'reserve', ...extra], true)
+  return {
+    size: validateSize(size),
+    mode: validateMode(mode),
+    kind,
+    autoUnlink: validateBoolean(autoUnlink, 'options.autoUnlink'),
+    reserve: validateBoolean(reserve, 'options.reserve', true),
+  }
 }
 
 function validateSize(value: unknown): number {
@@ -262,6 +274,13 @@ export interface CreateOptions {
    * segment lives until someone unlinks it.
    */
   autoUnlink?: boolean
+  /**
+   * Allocate every page now (Linux), so a /dev/shm too small for the segment fails here with
+   * `ENOSPC` instead of killing a process with SIGBUS on its first write later. Default `true`.
+   * Reserving costs the allocation up front (about 0.35 ms per MiB on a small VM); with `false`,
+   * pages are allocated on first touch, as plain `shm_open` + `mmap` would.
+   */
+  reserve?: boolean
 }
 
 /** What `Segment.inspect` reports; see also `mutex.stats()`. */
@@ -319,8 +338,7 @@ export class Segment {
   /** Creates segment `name`. Throws `EEXIST` if it exists, `ENOSPC` if shared memory is too small. */
   static create(name: string, options: CreateOptions): Segment {
     validateName(name)
-    const { size, mode, autoUnlink } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink'], true)
-    return new Segment(CONSTRUCT, NativeSegment.create(name, validateSize(size), validateMode(mode), KIND_SEGMENT, validateBoolean(autoUnlink, 'options.autoUnlink')))
+    return new Segment(CONSTRUCT, NativeSegment.create(name, nativeCreateOptions(options, KIND_SEGMENT, [])))
   }
 
   /** Opens existing segment `name`. Throws `ENOENT` if it does not exist, `ERR_SHM_*` if it is not a valid shmkit segment. */
@@ -337,19 +355,10 @@ export class Segment {
    */
   static openOrCreate(name: string, options: CreateOptions & OpenOptions): Segment {
     validateName(name)
-    const { size, mode, autoUnlink, readyTimeout } = validateOptions<CreateOptions & OpenOptions>(
-      options,
-      'options',
-      ['size', 'mode', 'autoUnlink', 'readyTimeout'],
-      true,
-    )
     const native = NativeSegment.openOrCreate(
       name,
-      validateSize(size),
-      validateMode(mode),
-      KIND_SEGMENT,
-      validateBoolean(autoUnlink, 'options.autoUnlink'),
-      validateTimeout(readyTimeout, 'options.readyTimeout'),
+      nativeCreateOptions(options, KIND_SEGMENT, ['readyTimeout']),
+      validateTimeout((options as OpenOptions).readyTimeout, 'options.readyTimeout'),
     )
     return new Segment(CONSTRUCT, native)
   }
@@ -378,9 +387,9 @@ export class Segment {
     return this.#native.kind
   }
 
-  /** @internal Creates a segment of another kind (channels). */
-  static createKind(name: string, size: number, mode: number, kind: number, autoUnlink: boolean): Segment {
-    return new Segment(CONSTRUCT, NativeSegment.create(name, size, mode, kind, autoUnlink))
+  /** @internal Creates a segment of another kind (channels), with validated options. */
+  static createKind(name: string, options: Binding.NativeCreateOptions): Segment {
+    return new Segment(CONSTRUCT, NativeSegment.create(name, options))
   }
 
   /**
@@ -916,9 +925,11 @@ export class Channel<T = unknown> {
   static create<T = unknown>(name: string, options: ChannelCreateOptions): Channel<T> {
     validateName(name)
     const { capacity, codec, mode, autoUnlink } = validateOptions<ChannelCreateOptions>(options, 'options', ['capacity', 'codec', 'mode', 'autoUnlink'], true)
+    const modeBits = validateMode(mode)
+    const remove = validateBoolean(autoUnlink, 'options.autoUnlink')
     const ringBytes = roundUpToPowerOfTwo(validateInteger(capacity, 'options.capacity', 1, MAX_CAPACITY))
     const chosenCodec = validateCodec(codec, 'codec') ?? 'bytes'
-    const segment = Segment.createKind(name, CH.RING + ringBytes, validateMode(mode), KIND_CHANNEL, validateBoolean(autoUnlink, 'options.autoUnlink'))
+    const segment = Segment.createKind(name, { size: CH.RING + ringBytes, mode: modeBits, kind: KIND_CHANNEL, autoUnlink: remove, reserve: true })
     const words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
     words[CH.VERSION / 4] = CHANNEL_VERSION
     words[CH.CAPACITY / 4] = ringBytes

@@ -1,6 +1,12 @@
-// Message benchmark: shmkit channels between two processes against the alternatives, in one run:
-// a SharedArrayBuffer ring between two worker threads, a Unix domain socket with length-prefixed
-// frames, and process.send. Throughput for 64 B and 1 MiB messages, round trip p50/p99 for 64 B.
+// Message benchmark: shmkit channels between two processes against what users would pick
+// instead, in one run, for message sizes from 64 B to 4 MiB:
+//   - a SharedArrayBuffer ring between two worker threads (the in-process speed limit),
+//   - a Unix domain socket with length-prefixed frames,
+//   - process.send, with JSON (a string payload) and with advanced (structured clone) serialization,
+//   - a worker MessagePort (structured clone of a Uint8Array).
+// Throughput (messages/s, MB/s) and round trip (p50, p99). Each round measures every contender
+// once, in a rotating order, so drift hits them alike; the median over rounds is reported with
+// its min-max.
 //
 //   node bench/channels.mjs [--quick] [--json FILE]
 import { fork } from 'node:child_process'
@@ -12,48 +18,103 @@ import { Worker } from 'node:worker_threads'
 
 import { Channel } from '../index.js'
 import { createRingBuffer, SabRing } from './sab-ring.mjs'
-import { formatRate, median } from './stats.mjs'
+import { formatRate, summary } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
 const jsonPath = jsonIndex > 0 ? process.argv[jsonIndex + 1] : undefined
 const ROUNDS = quick ? 1 : 3
-const SMALL = quick ? 50_000 : 500_000
-const LARGE = quick ? 20 : 200
-const TRIPS = quick ? 2_000 : 20_000
+const SIZES = quick ? [64, 1 << 20] : [64, 1024, 64 << 10, 1 << 20, 4 << 20]
+const BYTES_PER_RUN = quick ? 8 << 20 : 96 << 20
 const peer = new URL('./channel-peer.mjs', import.meta.url)
 
 const once = (emitter, event) => new Promise((resolve) => emitter.once(event, resolve))
+const messagesFor = (size, budget, min, max) => Math.max(min, Math.min(max, Math.floor(budget / size)))
 let unique = 0
 const channelName = () => `bench-ch-${process.pid}-${++unique}`
+const ringBytesFor = (size) => 2 ** Math.ceil(Math.log2(Math.max(1 << 20, 4 * (size + 8))))
 
-async function shmkitThroughput(count, size) {
-  const name = channelName()
-  const channel = Channel.create(name, { capacity: Math.max(1 << 20, 4 * (size + 8)) })
-  try {
-    const child = fork(peer, ['shm-send', name, count, size])
-    await once(child, 'message')
-    const started = performance.now()
-    for (let i = 0; i < count; i++) channel.recv()
-    const seconds = (performance.now() - started) / 1000
-    await once(child, 'exit')
-    return count / seconds
-  } finally {
-    channel.disconnect()
-    Channel.unlink(name)
-  }
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
-async function sabThroughput(count, size) {
-  const buffer = createRingBuffer(Math.max(1 << 20, 2 ** Math.ceil(Math.log2(4 * (size + 8)))))
-  const ring = new SabRing(buffer)
-  const worker = new Worker(peer, { workerData: { args: ['sab-send'], buffer, count, size } })
-  await once(worker, 'message')
-  const started = performance.now()
-  for (let i = 0; i < count; i++) ring.recv()
-  const seconds = (performance.now() - started) / 1000
-  await worker.terminate()
-  return count / seconds
+/** Times `trips` round trips of `send()` then `awaitReply()`; returns sorted microseconds. */
+async function timeTrips(trips, send, awaitReply) {
+  const times = new Float64Array(trips)
+  for (let i = 0; i < trips; i++) {
+    const started = performance.now()
+    send()
+    await awaitReply()
+    times[i] = (performance.now() - started) * 1000
+  }
+  return times.sort()
+}
+
+// ------------------------------------------------------------------------------- contenders
+
+const shmkit = {
+  label: 'shmkit channel (2 processes)',
+  async throughput(count, size) {
+    const name = channelName()
+    const channel = Channel.create(name, { capacity: ringBytesFor(size) })
+    try {
+      const child = fork(peer, ['shm-send', name, count, size])
+      await once(child, 'message')
+      const started = performance.now()
+      for (let i = 0; i < count; i++) channel.recv()
+      const seconds = (performance.now() - started) / 1000
+      await once(child, 'exit')
+      return count / seconds
+    } finally {
+      channel.disconnect()
+      Channel.unlink(name)
+    }
+  },
+  async roundTrip(trips, size) {
+    const [ping, pong] = [channelName(), channelName()]
+    const out = Channel.create(ping, { capacity: ringBytesFor(size) })
+    const back = Channel.create(pong, { capacity: ringBytesFor(size) })
+    try {
+      const child = fork(peer, ['shm-echo', ping, pong, trips])
+      await once(child, 'message')
+      const message = new Uint8Array(size)
+      // Synchronous on both sides: the awake peer answers while we spin.
+      const times = await timeTrips(trips, () => out.send(message), () => back.recv())
+      await once(child, 'exit')
+      return times
+    } finally {
+      for (const [channel, name] of [[out, ping], [back, pong]]) {
+        channel.disconnect()
+        Channel.unlink(name)
+      }
+    }
+  },
+}
+
+const sabRing = {
+  label: 'SAB ring (2 threads)',
+  async throughput(count, size) {
+    const buffer = createRingBuffer(ringBytesFor(size))
+    const ring = new SabRing(buffer)
+    const worker = new Worker(peer, { workerData: { args: ['sab-send'], buffer, count, size } })
+    await once(worker, 'message')
+    const started = performance.now()
+    for (let i = 0; i < count; i++) ring.recv()
+    const seconds = (performance.now() - started) / 1000
+    await worker.terminate()
+    return count / seconds
+  },
+  async roundTrip(trips, size) {
+    const ping = createRingBuffer(ringBytesFor(size))
+    const pong = createRingBuffer(ringBytesFor(size))
+    const [out, back] = [new SabRing(ping), new SabRing(pong)]
+    const worker = new Worker(peer, { workerData: { args: ['sab-echo'], ping, pong, count: trips } })
+    await once(worker, 'message')
+    const message = new Uint8Array(size)
+    const times = await timeTrips(trips, () => out.send(message), () => back.recv())
+    await worker.terminate()
+    return times
+  },
 }
 
 async function withSocketServer(fn) {
@@ -69,7 +130,7 @@ async function withSocketServer(fn) {
   }
 }
 
-/** Calls `onFrame(payloadLength)` per length-prefixed frame of the stream. */
+/** Calls `onFrame(payload)` for each length-prefixed frame of a byte stream. */
 function frameReader(onFrame) {
   let pending = Buffer.alloc(0)
   return (chunk) => {
@@ -85,144 +146,140 @@ function frameReader(onFrame) {
   }
 }
 
-function socketThroughput(count, size) {
-  return withSocketServer(async (server, socketPath) => {
-    const connection = once(server, 'connection')
-    fork(peer, ['sock-send', socketPath, count, size])
-    const socket = await connection
-    return new Promise((resolve) => {
+const unixSocket = {
+  label: 'Unix socket, framed',
+  throughput(count, size) {
+    return withSocketServer(async (server, socketPath) => {
+      const connection = once(server, 'connection')
+      const child = fork(peer, ['sock-send', socketPath, count, size])
+      const socket = await connection
+      const rate = await new Promise((resolve) => {
+        let received = 0
+        let started
+        socket.on('data', frameReader(() => {
+          started ??= performance.now()
+          if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+        }))
+      })
+      await once(child, 'exit')
+      return rate
+    })
+  },
+  roundTrip(trips, size) {
+    return withSocketServer(async (server, socketPath) => {
+      const connection = once(server, 'connection')
+      const child = fork(peer, ['sock-echo', socketPath])
+      const socket = await connection
+      const frame = Buffer.alloc(4 + size)
+      frame.writeUInt32LE(size, 0)
+      let reply
+      socket.on('data', frameReader(() => reply()))
+      const times = await timeTrips(trips, () => socket.write(frame), () => new Promise((resolve) => (reply = resolve)))
+      socket.end()
+      await once(child, 'exit')
+      return times
+    })
+  },
+}
+
+function processSend(serialization) {
+  return {
+    label: `process.send (${serialization})`,
+    async throughput(count, size) {
+      const child = fork(peer, ['ipc-send', count, size, serialization], { serialization })
       let received = 0
       let started
-      socket.on('data', frameReader((payload) => {
+      await new Promise((resolve) => child.on('message', (message) => {
         started ??= performance.now()
-        payload.length // a real consumer would use the frame here
-        if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+        if (message === 'done') resolve()
+        else received++
       }))
-    })
-  })
-}
-
-async function ipcThroughput(count, size) {
-  const child = fork(peer, ['ipc-send', count, size], { serialization: 'json' })
-  let received = 0
-  let started
-  await new Promise((resolve) => child.on('message', (message) => {
-    started ??= performance.now()
-    if (message === 'done') resolve()
-    else received++
-  }))
-  return received / ((performance.now() - started) / 1000)
-}
-
-function percentile(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
-}
-
-async function shmkitRoundTrip(trips) {
-  const ping = channelName()
-  const pong = channelName()
-  const out = Channel.create(ping, { capacity: 4096 })
-  const back = Channel.create(pong, { capacity: 4096 })
-  try {
-    const child = fork(peer, ['shm-echo', ping, pong, trips])
-    await once(child, 'message')
-    const message = new Uint8Array(64)
-    const times = new Float64Array(trips)
-    for (let i = 0; i < trips; i++) {
-      const started = performance.now()
-      out.send(message)
-      back.recv()
-      times[i] = (performance.now() - started) * 1000
-    }
-    await once(child, 'exit')
-    return times.sort()
-  } finally {
-    for (const [channel, name] of [[out, ping], [back, pong]]) {
-      channel.disconnect()
-      Channel.unlink(name)
-    }
+      const rate = received / ((performance.now() - started) / 1000)
+      if (child.exitCode === null) await once(child, 'exit')
+      return rate
+    },
+    async roundTrip(trips, size) {
+      const child = fork(peer, ['ipc-echo', trips], { serialization })
+      const message = serialization === 'json' ? 'x'.repeat(size) : new Uint8Array(size)
+      let reply
+      child.on('message', () => reply())
+      const times = await timeTrips(trips, () => child.send(message), () => new Promise((resolve) => (reply = resolve)))
+      if (child.exitCode === null) await once(child, 'exit')
+      return times
+    },
   }
 }
 
-async function sabRoundTrip(trips) {
-  const ping = createRingBuffer(4096)
-  const pong = createRingBuffer(4096)
-  const out = new SabRing(ping)
-  const back = new SabRing(pong)
-  const worker = new Worker(peer, { workerData: { args: ['sab-echo'], ping, pong, count: trips } })
-  await once(worker, 'message')
-  const message = new Uint8Array(64)
-  const times = new Float64Array(trips)
-  for (let i = 0; i < trips; i++) {
-    const started = performance.now()
-    out.send(message)
-    back.recv()
-    times[i] = (performance.now() - started) * 1000
+const messagePort = {
+  label: 'worker MessagePort',
+  async throughput(count, size) {
+    const worker = new Worker(peer, { workerData: { args: ['port-send'], count, size } })
+    let received = 0
+    let started
+    const rate = await new Promise((resolve) => worker.on('message', () => {
+      started ??= performance.now()
+      if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+    }))
+    await worker.terminate()
+    return rate
+  },
+  async roundTrip(trips, size) {
+    const worker = new Worker(peer, { workerData: { args: ['port-echo'] } })
+    const message = new Uint8Array(size)
+    let reply
+    worker.on('message', () => reply())
+    const times = await timeTrips(trips, () => worker.postMessage(message), () => new Promise((resolve) => (reply = resolve)))
+    await worker.terminate()
+    return times
+  },
+}
+
+const CONTENDERS = { shmkit, sabRing, unixSocket, processSendJson: processSend('json'), processSendAdvanced: processSend('advanced'), messagePort }
+
+// ------------------------------------------------------------------------------- the run
+
+const results = { sizes: SIZES, contenders: Object.fromEntries(Object.entries(CONTENDERS).map(([key, c]) => [key, c.label])), throughput: {}, roundTrip: {} }
+const keys = Object.keys(CONTENDERS)
+for (const size of SIZES) {
+  const count = messagesFor(size, BYTES_PER_RUN, 30, quick ? 50_000 : 500_000)
+  const trips = messagesFor(size, BYTES_PER_RUN / 8, 20, quick ? 1000 : 10_000)
+  const rates = Object.fromEntries(keys.map((key) => [key, []]))
+  const latencies = Object.fromEntries(keys.map((key) => [key, []]))
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = keys.map((_, i) => keys[(i + round) % keys.length])
+    for (const key of order) {
+      await CONTENDERS[key].throughput(Math.min(count, 10), size) // warm-up
+      rates[key].push(await CONTENDERS[key].throughput(count, size))
+      const times = await CONTENDERS[key].roundTrip(trips, size)
+      latencies[key].push({ p50: percentile(times, 0.5), p99: percentile(times, 0.99) })
+    }
   }
-  await worker.terminate()
-  return times.sort()
+  results.throughput[size] = Object.fromEntries(keys.map((key) => [key, summary(rates[key])]))
+  results.roundTrip[size] = Object.fromEntries(
+    keys.map((key) => [key, { p50: summary(latencies[key].map((l) => l.p50)), p99: summary(latencies[key].map((l) => l.p99)) }]),
+  )
+  process.stderr.write(`  ${size} B done\n`)
 }
 
-function socketRoundTrip(trips) {
-  return withSocketServer(async (server, socketPath) => {
-    const connection = once(server, 'connection')
-    const child = fork(peer, ['sock-echo', socketPath])
-    const socket = await connection
-    const frame = Buffer.alloc(68)
-    frame.writeUInt32LE(64, 0)
-    const times = new Float64Array(trips)
-    let i = 0
-    let started = performance.now()
-    await new Promise((resolve) => {
-      socket.on('data', frameReader(() => {
-        times[i++] = (performance.now() - started) * 1000
-        if (i === trips) return resolve()
-        started = performance.now()
-        socket.write(frame)
-      }))
-      socket.write(frame)
-    })
-    socket.end()
-    await once(child, 'exit')
-    return times.sort()
-  })
+const sizeLabel = (size) => (size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`)
+const mbps = (rate, size) => `${((rate * size) / 1e6).toFixed(size >= 1 << 16 ? 0 : 1)} MB/s`
+console.log(`\nMessages (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} round(s))\n`)
+const rows = [['size', 'contender', 'messages/s', 'throughput', 'round trip p50 (p99)', 'shmkit vs this']]
+for (const size of SIZES) {
+  const mine = results.throughput[size].shmkit.median
+  for (const key of keys) {
+    const rate = results.throughput[size][key].median
+    const rtt = results.roundTrip[size][key]
+    rows.push([
+      key === 'shmkit' ? sizeLabel(size) : '',
+      CONTENDERS[key].label,
+      formatRate(rate),
+      mbps(rate, size),
+      `${rtt.p50.median.toFixed(1)} µs (${rtt.p99.median.toFixed(0)})`,
+      key === 'shmkit' ? '' : `${(mine / rate).toFixed(2)}x`,
+    ])
+  }
 }
-
-async function rounds(fn) {
-  const values = []
-  for (let round = 0; round < ROUNDS; round++) values.push(await fn())
-  return median(values)
-}
-
-const results = { small: {}, large: {}, roundTrip: {} }
-// Alternate the contenders inside each round so drift hits them alike.
-results.small.shmkit = await rounds(() => shmkitThroughput(SMALL, 64))
-results.small.sabRing = await rounds(() => sabThroughput(SMALL, 64))
-results.small.unixSocket = await rounds(() => socketThroughput(SMALL, 64))
-results.small.processSend = await rounds(() => ipcThroughput(SMALL / 5, 64))
-results.large.shmkit = await rounds(() => shmkitThroughput(LARGE, 1 << 20))
-results.large.unixSocket = await rounds(() => socketThroughput(LARGE, 1 << 20))
-for (const [key, fn] of [['shmkit', shmkitRoundTrip], ['sabRing', sabRoundTrip], ['unixSocket', socketRoundTrip]]) {
-  const times = await fn(TRIPS)
-  results.roundTrip[key] = { p50: percentile(times, 0.5), p99: percentile(times, 0.99) }
-}
-
-const s = results.small
-const l = results.large
-const r = results.roundTrip
-const gbps = (messagesPerSecond) => `${((messagesPerSecond * (1 << 20)) / 1e9).toFixed(2)} GB/s`
-const rows = [
-  ['64 B messages/s', 'shmkit channel (2 processes)', formatRate(s.shmkit), `${(s.shmkit / s.sabRing).toFixed(2)}x SAB ring, ${(s.shmkit / s.unixSocket).toFixed(1)}x Unix socket`],
-  ['', 'SAB ring (2 threads)', formatRate(s.sabRing), ''],
-  ['', 'Unix socket, framed', formatRate(s.unixSocket), ''],
-  ['', 'process.send', formatRate(s.processSend), `shmkit is ${(s.shmkit / s.processSend).toFixed(0)}x`],
-  ['1 MiB messages', 'shmkit channel', gbps(l.shmkit), `${(l.shmkit / l.unixSocket).toFixed(2)}x Unix socket`],
-  ['', 'Unix socket, framed', gbps(l.unixSocket), ''],
-  ['64 B round trip p50 (p99)', 'shmkit channel', `${r.shmkit.p50.toFixed(1)} µs (${r.shmkit.p99.toFixed(1)})`, ''],
-  ['', 'SAB ring (2 threads)', `${r.sabRing.p50.toFixed(1)} µs (${r.sabRing.p99.toFixed(1)})`, ''],
-  ['', 'Unix socket', `${r.unixSocket.p50.toFixed(1)} µs (${r.unixSocket.p99.toFixed(1)})`, `shmkit is ${(r.unixSocket.p50 / r.shmkit.p50).toFixed(0)}x faster`],
-]
-const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => row[c].length)))
-console.log(`\nChannels (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} rounds)\n`)
-for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c])).join('  '))
-if (jsonPath) fs.writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2))
+const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)))
+for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd())
+if (jsonPath) fs.writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, results }, null, 2))

@@ -38,19 +38,33 @@ fn size_from_js(size: f64) -> Result<usize, Code> {
     Ok(size as usize)
 }
 
-fn create_options(
-    size: f64,
-    mode: u32,
-    kind: u32,
-    auto_unlink: bool,
-) -> Result<CreateOptions, Code> {
-    let kind = Kind::from_u32(kind)
-        .ok_or_else(|| coded("ERR_OUT_OF_RANGE", format!("Unknown segment kind {kind}")))?;
+/// What `Segment.create`/`openOrCreate` (and `Channel.create`) pass down, already validated.
+#[napi(object)]
+pub struct NativeCreateOptions {
+    /// Bytes in the data area.
+    pub size: f64,
+    /// Permission bits.
+    pub mode: u32,
+    /// 1: segment, 2: channel.
+    pub kind: u32,
+    pub auto_unlink: bool,
+    /// Allocate every page now (ENOSPC at create instead of SIGBUS later).
+    pub reserve: bool,
+}
+
+fn create_options(options: &NativeCreateOptions) -> Result<CreateOptions, Code> {
+    let kind = Kind::from_u32(options.kind).ok_or_else(|| {
+        coded(
+            "ERR_OUT_OF_RANGE",
+            format!("Unknown segment kind {}", options.kind),
+        )
+    })?;
     Ok(CreateOptions {
-        mode,
+        mode: options.mode,
         kind,
-        auto_unlink,
-        ..CreateOptions::new(size_from_js(size)?)
+        auto_unlink: options.auto_unlink,
+        reserve: options.reserve,
+        ..CreateOptions::new(size_from_js(options.size)?)
     })
 }
 
@@ -69,15 +83,8 @@ impl NativeSegment {
     }
 
     #[napi(factory)]
-    pub fn create(
-        name: String,
-        size: f64,
-        mode: u32,
-        kind: u32,
-        auto_unlink: bool,
-    ) -> Result<Self, Code> {
-        let segment = Segment::create(&name, create_options(size, mode, kind, auto_unlink)?)
-            .map_err(to_js)?;
+    pub fn create(name: String, options: NativeCreateOptions) -> Result<Self, Code> {
+        let segment = Segment::create(&name, create_options(&options)?).map_err(to_js)?;
         Ok(Self::wrap(segment, true))
     }
 
@@ -90,13 +97,10 @@ impl NativeSegment {
     #[napi(factory)]
     pub fn open_or_create(
         name: String,
-        size: f64,
-        mode: u32,
-        kind: u32,
-        auto_unlink: bool,
+        options: NativeCreateOptions,
         ready_timeout_ms: f64,
     ) -> Result<Self, Code> {
-        let options = create_options(size, mode, kind, auto_unlink)?;
+        let options = create_options(&options)?;
         let (segment, created) =
             Segment::open_or_create(&name, options, ready_timeout(ready_timeout_ms))
                 .map_err(to_js)?;

@@ -122,13 +122,14 @@ impl AttachTable {
 
     /// Clears the slots of processes that are gone. Returns how many live attachers remain.
     fn reap(&self) -> usize {
+        let me = platform::current_process();
         let mut live = 0;
         for slot in 0..SLOTS {
             let who = self.read_slot(slot);
             if who.pid == 0 {
                 continue;
             }
-            if platform::process_liveness(&who) == Liveness::Dead {
+            if who != me && platform::process_liveness(&who) == Liveness::Dead {
                 self.clear_slot(slot);
             } else {
                 live += 1;
@@ -146,8 +147,12 @@ impl AttachTable {
                     "The segment is being removed",
                 ));
             }
-            self.reap();
-            if let Some(slot) = (0..SLOTS).find(|&slot| self.read_slot(slot).pid == 0) {
+            // Reaping reads /proc for every occupied slot: only worth it when the table is full.
+            let free = || (0..SLOTS).find(|&slot| self.read_slot(slot).pid == 0);
+            if let Some(slot) = free().or_else(|| {
+                self.reap();
+                free()
+            }) {
                 self.write_slot(slot, &platform::current_process());
                 return Ok(Attached::Slot(slot));
             }
@@ -193,6 +198,9 @@ impl AttachTable {
         auto_unlink: bool,
         unlink: impl FnOnce() -> Result<()>,
     ) -> Result<bool> {
+        if !auto_unlink {
+            return Ok(false); // nothing to decide: dead slots are reaped when the table fills up
+        }
         let live = self.reap();
         let overflow = self.u32_at(OFF_OVERFLOW).load(Ordering::Relaxed);
         let doomed = self.u32_at(OFF_DOOMED).load(Ordering::Acquire) != 0;

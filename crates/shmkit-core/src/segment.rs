@@ -34,6 +34,10 @@ pub struct CreateOptions {
     pub kind: Kind,
     /// Unlink the segment when the last process that has it open closes it or dies.
     pub auto_unlink: bool,
+    /// Allocate every page at creation (Linux), so a too-small /dev/shm fails here with `ENOSPC`
+    /// instead of a SIGBUS on first write. Costs the page allocation up front (about 350 µs per
+    /// MiB on a small VM); without it pages are allocated on first touch.
+    pub reserve: bool,
 }
 
 impl CreateOptions {
@@ -43,6 +47,7 @@ impl CreateOptions {
             mode: DEFAULT_MODE,
             kind: Kind::Segment,
             auto_unlink: false,
+            reserve: true,
         }
     }
 }
@@ -84,15 +89,14 @@ impl Segment {
         }
         let header_size = page_size().max(header::MIN_HEADER_SIZE);
         let total = header_size + options.size;
-        let mapping = Mapping::create(&name::os_id(name), total, options.mode).map_err(|err| {
-            match err.code() {
+        let mapping = Mapping::create(&name::os_id(name), total, options.mode, options.reserve)
+            .map_err(|err| match err.code() {
                 ErrorCode::AlreadyExists => Error::new(
                     ErrorCode::AlreadyExists,
                     format!("Segment {name:?} already exists: open it, or unlink it first"),
                 ),
                 _ => err,
-            }
-        })?;
+            })?;
         let info = HeaderInfo {
             header_size,
             data_size: options.size,
@@ -239,9 +243,9 @@ impl Segment {
                 return Err(Error::new(
                     ErrorCode::PermissionDenied,
                     format!(
-                        "Permission denied opening segment {name:?}: its mode does not let this user \
+                    "Permission denied opening segment {name:?}: its mode does not let this user \
                          read and write it (the creator chooses the mode, 0o600 by default)"
-                    ),
+                ),
                 ))
             }
             Err(err) => return Err(err),

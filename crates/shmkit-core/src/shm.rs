@@ -25,7 +25,7 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Creates a new object of `size` bytes (fails with `EEXIST` if it exists) and maps it.
-    pub fn create(os_id: &str, size: usize, mode: u32) -> Result<Mapping> {
+    pub fn create(os_id: &str, size: usize, mode: u32, reserve: bool) -> Result<Mapping> {
         let shmem = ShmemConf::new()
             .os_id(os_id)
             .size(size)
@@ -33,7 +33,7 @@ impl Mapping {
             .map_err(|e| map_error(e, "create"))?;
         let mapping = Mapping { shmem };
         // If this fails, dropping `mapping` (still the crate's "owner") unlinks the object.
-        os::finish_create(os_id, size, mode)?;
+        os::finish_create(os_id, size, mode, reserve)?;
         Ok(mapping)
     }
 
@@ -89,16 +89,22 @@ mod os {
 
     use crate::error::{Error, ErrorCode, Result};
 
-    /// Applies `mode` exactly (not masked by the umask) and reserves every page now, so a full
-    /// /dev/shm is an `ENOSPC` here rather than a SIGBUS on first write.
-    pub fn finish_create(os_id: &str, size: usize, mode: u32) -> Result<()> {
+    /// Applies `mode` exactly (not masked by the umask) and, with `reserve_pages`, reserves every
+    /// page now, so a full /dev/shm is an `ENOSPC` here rather than a SIGBUS on first write.
+    pub fn finish_create(os_id: &str, size: usize, mode: u32, reserve_pages: bool) -> Result<()> {
         let name = CString::new(os_id).expect("validated names hold no NUL");
         // SAFETY: `name` is a valid C string; the returned descriptor is closed below.
         let fd = unsafe { libc::shm_open(name.as_ptr(), libc::O_RDWR, 0) };
         if fd < 0 {
             return Err(Error::last_os("Cannot reopen the new segment"));
         }
-        let result = set_mode(fd, mode).and_then(|()| reserve(fd, size));
+        let result = set_mode(fd, mode).and_then(|()| {
+            if reserve_pages {
+                reserve(fd, size)
+            } else {
+                Ok(())
+            }
+        });
         // SAFETY: fd is a descriptor we own and close once.
         unsafe { libc::close(fd) };
         result
@@ -153,7 +159,7 @@ mod os {
 mod os {
     use crate::error::Result;
 
-    pub fn finish_create(_os_id: &str, _size: usize, _mode: u32) -> Result<()> {
+    pub fn finish_create(_os_id: &str, _size: usize, _mode: u32, _reserve: bool) -> Result<()> {
         Ok(())
     }
 
