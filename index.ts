@@ -1229,13 +1229,19 @@ export class Channel<T = unknown> {
       this.#ringWords[start >>> 2] = length
       put((start + 4) & this.#mask)
       // SYNC POINT (publish): the message is whole before the tail moves past it.
-      Atomics.store(words, CH.TAIL / 4, (tail + need) >>> 0)
-      words[CH.SENT / 4] = (words[CH.SENT / 4]! + 1) >>> 0
+      this.#advance(CH.TAIL, CH.SENT, tail + need)
     } finally {
       guard.unlock()
     }
     this.#wakeSleepers(CH.RECV_WAITERS, CH.RECV_EVENT)
     return true
+  }
+
+  /** Moves one side's index (seq-cst: the SYNC POINT) and bumps its message counter; the caller holds that side's lock. */
+  #advance(indexOffset: number, counterOffset: number, index: number): void {
+    const words = this.#words
+    Atomics.store(words, indexOffset / 4, index >>> 0)
+    words[counterOffset / 4] = (words[counterOffset / 4]! + 1) >>> 0
   }
 
   /** Copies `bytes` into the ring at `payload`, wrapping at the end. */
@@ -1269,8 +1275,7 @@ export class Channel<T = unknown> {
         result = use(joined, false)
       }
       // SYNC POINT (consume): the message is used before its bytes are handed back.
-      Atomics.store(words, CH.HEAD / 4, (head + size) >>> 0)
-      words[CH.RECEIVED / 4] = (words[CH.RECEIVED / 4]! + 1) >>> 0
+      this.#advance(CH.HEAD, CH.RECEIVED, head + size)
     } finally {
       guard.unlock()
     }

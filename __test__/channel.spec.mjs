@@ -267,3 +267,18 @@ test('a message that does not decode is dropped with ERR_SHM_CORRUPT; the next o
   t.truthy(error.cause)
   t.deepEqual(channel.recv(), { second: true })
 })
+
+test('a side lock held by a live process that never lets go costs a timeout, never a hang', (t) => {
+  // Regression: channel operations once took their side's lock without a deadline.
+  const channel = freshChannel(t, { capacity: 256 })
+  const words = new Int32Array(Segment.open(channel.name).buffer)
+  const sendLockState = 192 / 4
+  // Thread id 1 (init) is alive and will never unlock: the worst a stalled or hostile peer can do.
+  words[sendLockState] = 1
+  throwsCoded(t, () => channel.send('x', { timeout: 50 }), Error, 'ETIMEDOUT')
+  const started = performance.now()
+  throwsCoded(t, () => channel.trySend('x'), Error, 'ETIMEDOUT')
+  t.true(performance.now() - started < 5000)
+  words[sendLockState] = 0
+  t.true(channel.trySend('x'), 'works again once the lock word is sane')
+})

@@ -10,7 +10,7 @@ const { date, node, cpus, cpu, results } = JSON.parse(fs.readFileSync(resultsPat
 
 const COLORS = { shmkit: '#d62728', sabRing: '#1f77b4', unixSocket: '#2ca02c', processSendJson: '#9467bd', processSendAdvanced: '#8c564b', messagePort: '#ff7f0e' }
 const WIDTH = 980
-const PANEL = { width: 420, height: 300, top: 70 }
+const PANEL = { width: 420, height: 300, top: 86 }
 const sizeLabel = (size) => (size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`)
 const escape = (text) => String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;')
 
