@@ -47,8 +47,15 @@ export function startFixture(script, args = [], { execArgv = [] } = {}) {
     messages.push(message)
     for (const waiter of waiting.splice(0)) waiter()
   })
+  // 'close' comes after 'exit' once stdio and the IPC channel are drained: only then is it
+  // certain that no message is still on its way.
+  let closed = false
   const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal, messages, stderr }))
+    child.on('close', (code, signal) => {
+      closed = true
+      for (const waiter of waiting.splice(0)) waiter()
+      resolve({ code, signal, messages, stderr })
+    })
   })
   return Object.assign(child, {
     messages,
@@ -58,7 +65,7 @@ export function startFixture(script, args = [], { execArgv = [] } = {}) {
       for (;;) {
         const found = messages.find(predicate)
         if (found !== undefined) return found
-        if (Date.now() > deadline || child.exitCode !== null) {
+        if (Date.now() > deadline || closed) {
           throw new Error(`fixture ${script} sent no matching message (stderr: ${stderr})`)
         }
         await new Promise((resolve) => {
