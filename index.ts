@@ -601,6 +601,16 @@ export class Mutex {
     return this.lockFor(options === undefined ? -1 : lockTimeout(options))
   }
 
+  /**
+   * @internal Takes the lock for one of shmkit's own short critical sections, without a guard
+   * object (channels call this twice per message). Release it with `releaseInFlight()`.
+   */
+  acquire(timeoutMs: number): void {
+    if (this.#life.closed) this.#segment.assertOpen()
+    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) this.#recordOwner()
+    else this.#segment.native.lock(this.#cell, timeoutMs)
+  }
+
   /** @internal `lock` with a validated timeout in ms (-1: none), for shmkit's own hot paths. */
   lockFor(timeoutMs: number): LockGuard {
     if (this.#life.closed) this.#segment.assertOpen()
@@ -1000,7 +1010,7 @@ export class Channel<T = unknown> {
   trySend(data: T | Uint8Array | string): boolean {
     const bytes = this.#encode(data)
     this.#checkOpenForSend()
-    return this.#write(bytes, this.#sendLock.lockFor(TRY_LOCK_MS))
+    return this.#write(bytes, TRY_LOCK_MS)
   }
 
   /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
@@ -1009,7 +1019,7 @@ export class Channel<T = unknown> {
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#checkOpenForSend()
-      if (this.#write(bytes, this.#sendLock.lockFor(remainingMs(deadline)))) return
+      if (this.#write(bytes, remainingMs(deadline))) return
       if (this.#spinUntil(() => this.#hasRoomFor(bytes.length))) continue
       this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, 'room in the channel')
     }
@@ -1047,7 +1057,7 @@ export class Channel<T = unknown> {
     }
     for (;;) {
       this.#checkOpenForSend()
-      if (this.#append(length, put, this.#sendLock.lockFor(remainingMs(deadline)))) return
+      if (this.#append(length, put, remainingMs(deadline))) return
       if (this.#spinUntil(() => this.#hasRoomFor(length))) continue
       this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(length) || this.closed, deadline, 'room in the channel')
     }
@@ -1064,7 +1074,7 @@ export class Channel<T = unknown> {
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#segment.assertOpen()
-      const result = this.#take((view) => use(view), this.#recvLock.lockFor(remainingMs(deadline)))
+      const result = this.#take((view) => use(view), remainingMs(deadline))
       if (result !== EMPTY) return result
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
@@ -1075,7 +1085,7 @@ export class Channel<T = unknown> {
   /** Receives the next message if one is there; otherwise `undefined` at once. */
   tryRecv(): T | undefined {
     this.#segment.assertOpen()
-    return this.#read(this.#recvLock.lockFor(TRY_LOCK_MS))
+    return this.#read(TRY_LOCK_MS)
   }
 
   /**
@@ -1086,7 +1096,7 @@ export class Channel<T = unknown> {
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#segment.assertOpen()
-      const message = this.#read(this.#recvLock.lockFor(remainingMs(deadline)))
+      const message = this.#read(remainingMs(deadline))
       if (message !== undefined) return message
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
@@ -1209,17 +1219,19 @@ export class Channel<T = unknown> {
   }
 
   /** Appends one message under the send lock; false if there is no room. */
-  #write(bytes: Uint8Array, guard: LockGuard): boolean {
-    return this.#append(bytes.length, (payload) => this.#copyIn(bytes, payload), guard)
+  #write(bytes: Uint8Array, lock: SideLock): boolean {
+    return this.#append(bytes.length, bytes, lock)
   }
 
   /**
-   * Reserves room for a `length`-byte message under the send lock (held through `guard`, which
-   * this releases), has `put(payloadPosition)` write it, then publishes it. If `put` throws,
-   * nothing is published.
+   * Reserves room for a `length`-byte message under the send lock (see `SideLock`; released
+   * here), copies `content` in (or has `content(payloadPosition)` write it), then publishes it.
+   * If writing throws, nothing is published.
    */
-  #append(length: number, put: (payload: number) => void, guard: LockGuard): boolean {
+  #append(length: number, content: Uint8Array | ((payload: number) => void), lock: SideLock): boolean {
     const words = this.#words
+    const raw = typeof lock === 'number'
+    if (raw) this.#sendLock.acquire(lock)
     try {
       const tail = Atomics.load(words, CH.TAIL / 4)
       const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
@@ -1227,11 +1239,13 @@ export class Channel<T = unknown> {
       if (this.#capacity - used < need) return false
       const start = tail & this.#mask
       this.#ringWords[start >>> 2] = length
-      put((start + 4) & this.#mask)
+      if (typeof content === 'function') content((start + 4) & this.#mask)
+      else this.#copyIn(content, (start + 4) & this.#mask)
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       this.#advance(CH.TAIL, CH.SENT, tail + need)
     } finally {
-      guard.unlock()
+      if (raw) this.#sendLock.releaseInFlight()
+      else lock.unlock()
     }
     this.#wakeSleepers(CH.RECV_WAITERS, CH.RECV_EVENT)
     return true
@@ -1252,11 +1266,13 @@ export class Channel<T = unknown> {
   }
 
   /**
-   * Takes one message under the receive lock (held through `guard`, which this releases) and
-   * passes its bytes to `use`; `EMPTY` if none.
+   * Takes one message under the receive lock (see `SideLock`; released here) and passes its
+   * bytes to `use`; `EMPTY` if none.
    */
-  #take<R>(use: (view: Uint8Array, ring: boolean) => R, guard: LockGuard): R | typeof EMPTY {
+  #take<R>(use: (view: Uint8Array, ring: boolean) => R, lock: SideLock): R | typeof EMPTY {
     const words = this.#words
+    const raw = typeof lock === 'number'
+    if (raw) this.#recvLock.acquire(lock)
     let result: R
     try {
       const head = Atomics.load(words, CH.HEAD / 4)
@@ -1277,7 +1293,8 @@ export class Channel<T = unknown> {
       // SYNC POINT (consume): the message is used before its bytes are handed back.
       this.#advance(CH.HEAD, CH.RECEIVED, head + size)
     } finally {
-      guard.unlock()
+      if (raw) this.#recvLock.releaseInFlight()
+      else lock.unlock()
     }
     this.#wakeSleepers(CH.SEND_WAITERS, CH.SEND_EVENT)
     return result
@@ -1288,21 +1305,28 @@ export class Channel<T = unknown> {
    * (written by a buggy peer, or scribbled over) is consumed and reported as `ERR_SHM_CORRUPT`,
    * so one bad message cannot wedge every receiver.
    */
-  #read(guard: LockGuard): T | undefined {
-    let failure: unknown
-    const message = this.#take((view, inRing) => {
-      try {
-        return this.#decode(view, inRing)
-      } catch (error) {
-        failure = error
-        return UNDECODABLE
-      }
-    }, guard)
+  #read(lock: SideLock): T | undefined {
+    const message = this.#take(this.#decodeOrMark, lock)
     if (message === EMPTY) return undefined
     if (message === UNDECODABLE) {
-      throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause: failure })
+      const cause = this.#decodeFailure
+      this.#decodeFailure = undefined
+      throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause })
     }
     return message
+  }
+
+  /** Why the last message failed to decode (set by `#decodeOrMark`, read by `#read`). */
+  #decodeFailure: unknown
+
+  /** `#decode`, turning a failure into `UNDECODABLE` so `#take` still consumes the message. */
+  readonly #decodeOrMark = (view: Uint8Array, inRing: boolean): T | typeof UNDECODABLE => {
+    try {
+      return this.#decode(view, inRing)
+    } catch (error) {
+      this.#decodeFailure = error
+      return UNDECODABLE
+    }
   }
 
   /**
@@ -1376,6 +1400,13 @@ export function channelStats(words: ArrayLike<number>): ChannelStats {
     closed: word(CH.CLOSED) !== 0,
   }
 }
+
+/**
+ * How a channel operation holds its side's lock: a guard it already took without blocking
+ * (async paths), or a timeout in ms (-1: none) for taking it here, guard-free (sync paths: two
+ * fewer allocations per message).
+ */
+type SideLock = LockGuard | number
 
 /** Takes `mutex` without blocking the event loop, by `deadline` (see `deadlineOf`). */
 async function lockAsyncUntil(mutex: Mutex, deadline: number, signal: AbortSignal | undefined): Promise<LockGuard> {
