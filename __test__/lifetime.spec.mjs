@@ -75,3 +75,12 @@ test('a segment reopened by name after an autoUnlink removal is a new one', (t) 
   second.close()
   throwsCoded(t, () => Segment.create(name, { size: 64, autoUnlink: 'yes' }), TypeError, 'ERR_INVALID_ARG_TYPE')
 })
+
+test('garbage collection never unlinks, even an autoUnlink segment; collect removes it later', async (t) => {
+  const name = uniqueName(t)
+  const result = await runFixture('gc-auto.mjs', [name], { execArgv: ['--expose-gc'] })
+  t.is(result.code, 0, result.stderr)
+  t.deepEqual(result.messages[0], { exists: true }, 'still there after its only handle was collected')
+  t.true(Segment.inspect(name).autoUnlink)
+  t.true(Segment.collect(name), 'nobody has it open: collect (or shmkit gc) removes it')
+})

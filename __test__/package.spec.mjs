@@ -85,7 +85,9 @@ export { owner, result, value }
 test('without a binary for the platform, loading fails with a clear coded error', (t) => {
   const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-nobinary-'))
   t.teardown(() => fs.rmSync(bare, { recursive: true, force: true }))
-  for (const file of ['index.js', 'binding.js']) fs.copyFileSync(path.join(root, file), path.join(bare, file))
+  fs.mkdirSync(path.join(bare, 'lib'))
+  const files = ['index.js', 'binding.js', ...fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)]
+  for (const file of files) fs.copyFileSync(path.join(root, file), path.join(bare, file))
   const output = execFileSync(process.execPath, ['-e', `try { require(${JSON.stringify(path.join(bare, 'index.js'))}) } catch (e) { console.log(e.code + ': ' + e.message) }`], { encoding: 'utf8' })
   t.regex(output, /^ERR_SHM_NO_BINARY: shmkit has no native binary for \w+-\w+/)
 })

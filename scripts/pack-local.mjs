@@ -34,7 +34,9 @@ npm(['pack', '--pack-destination', artifacts], platformStage)
 
 // The main package, with the optional dependencies that publishing adds.
 const mainStage = fs.mkdtempSync(path.join(artifacts, '.stage-main-'))
-for (const file of [...manifest.files, 'README.md', 'LICENSE']) {
+// The files npm itself would publish (package.json `files`, globs expanded), minus package.json.
+const [{ files: packed }] = JSON.parse(execFileSync(npmCli[0], [...npmCli.slice(1), 'pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }))
+for (const { path: file } of packed.filter((f) => f.path !== 'package.json')) {
   fs.mkdirSync(path.dirname(path.join(mainStage, file)), { recursive: true })
   fs.copyFileSync(path.join(root, file), path.join(mainStage, file))
 }

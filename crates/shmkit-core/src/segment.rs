@@ -52,9 +52,12 @@ impl CreateOptions {
     }
 }
 
-/// A mapped, validated segment, recorded in the segment's attach table. Dropping it (or
-/// [`detach`](Segment::detach)) forgets the attachment and unmaps; it unlinks only a segment
-/// created with `auto_unlink` whose last live attacher this was.
+/// A mapped, validated segment, recorded in the segment's attach table. [`detach`] forgets the
+/// attachment and, for a segment created with `auto_unlink` whose last live attacher this was,
+/// unlinks it; dropping forgets the attachment too (if `detach` did not) and unmaps, but never
+/// unlinks.
+///
+/// [`detach`]: Segment::detach
 pub struct Segment {
     mapping: Mapping,
     info: HeaderInfo,
@@ -470,9 +473,20 @@ fn page_size() -> usize {
 }
 
 impl Drop for Segment {
+    /// A segment dropped without `detach` (in Node: garbage-collected without `close()`) forgets
+    /// its attachment but never unlinks, even with `auto_unlink`: nothing is removed behind the
+    /// user's back. Such a segment is removed by the next close or `collect` that finds no live
+    /// attacher.
     fn drop(&mut self) {
-        // Errors cannot be reported from a drop; a leftover slot is reaped once we are dead.
-        let _ = self.detach();
+        let attached = self
+            .attachment
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(attached) = attached {
+            // Errors cannot be reported from a drop; a leftover slot is reaped once we are dead.
+            let _ = self.attach_table().detach(&attached, false, || Ok(()));
+        }
     }
 }
 

@@ -1,0 +1,640 @@
+// Channels: cross-process message queues in a shared-memory ring (docs/CHANNELS.md).
+
+import { deserialize, serialize } from 'node:v8'
+
+import { AbortError, coded, describe, rangeError, stateError, timedOut, typeError, type ShmkitError } from './errors'
+import { CONSTRUCT, KIND_CHANNEL } from './internal'
+import { Mutex, lockTimeout, type LockGuard } from './mutex'
+import { Segment, type OpenOptions } from './segment'
+import { validateBoolean, validateInteger, validateMode, validateName, validateOptions, validateSignal, validateTimeout } from './validate'
+import { deadlineOf, remainingMs } from './waiting'
+
+/**
+ * How channel messages are encoded: `'bytes'` (send `Uint8Array`/`Buffer`/string, receive a
+ * `Uint8Array`), `'string'` (UTF-8 strings), `'json'` (JSON values) or `'v8'` (structured-clone
+ * values, via `v8.serialize`).
+ */
+export type Codec = 'bytes' | 'string' | 'json' | 'v8'
+const CODECS: readonly Codec[] = ['bytes', 'string', 'json', 'v8']
+
+export interface ChannelCreateOptions {
+  /** Ring bytes, rounded up to a power of two, 64 to 2^30. Each message takes 4 + its length rounded up to 4. */
+  capacity: number
+  /** Default codec for every process that opens the channel. Default `'bytes'`. */
+  codec?: Codec
+  mode?: number
+  /** As for segments: remove the channel when the last process that has it open closes it or dies. */
+  autoUnlink?: boolean
+}
+
+/** A snapshot of a channel's traffic. */
+export interface ChannelStats {
+  /** Messages sent so far, and received (both wrap at 2^32). */
+  sent: number
+  received: number
+  /** Messages and bytes (with their 4-byte headers) waiting to be read. */
+  messagesInFlight: number
+  bytesInFlight: number
+  capacity: number
+  closed: boolean
+}
+
+export interface ChannelOpenOptions extends OpenOptions {
+  /** Overrides the codec recorded at creation, for this process. */
+  codec?: Codec
+}
+
+export interface SendOptions {
+  /** Milliseconds to wait for room before `ETIMEDOUT`; default: wait forever. */
+  timeout?: number
+}
+
+export interface AsyncOptions extends SendOptions {
+  signal?: AbortSignal
+}
+
+/**
+ * Data-area layout of a channel (byte offsets; docs/CHANNELS.md). Producers and consumers each
+ * own a cache line of indices, so the two sides do not bounce one line between them.
+ */
+const CH = {
+  READY: 0, // u32: CHANNEL_MAGIC once the creator wrote this block
+  VERSION: 4, // u32: CHANNEL_VERSION
+  CAPACITY: 8, // u32: ring bytes, a power of two
+  CODEC: 12, // u32: index into CODECS
+  CLOSED: 16, // u32: 1 once closed
+  TAIL: 64, // u32: end of the published messages (free-running, wraps at 2^32)
+  RECV_WAITERS: 68, // u32: 1 when a consumer may be asleep; cleared by the producer that wakes it
+  RECV_EVENT: 72, // u32: bumped to wake consumers (new message, close)
+  SENT: 76, // u32: messages published (wraps), bumped under the send lock
+  HEAD: 128, // u32: start of the unread messages (free-running)
+  SEND_WAITERS: 132, // u32: 1 when a producer may be asleep waiting for room; cleared on wake
+  SEND_EVENT: 136, // u32: bumped to wake producers (room freed, close)
+  RECEIVED: 140, // u32: messages consumed (wraps), bumped under the receive lock
+  SEND_LOCK: 192, // Mutex: serialises producers
+  RECV_LOCK: 256, // Mutex: serialises consumers
+  RING: 512, // the ring itself
+} as const
+const CHANNEL_MAGIC = 0x6c6e6863 // "chnl"
+const CHANNEL_VERSION = 1
+const MIN_CAPACITY = 64
+const MAX_CAPACITY = 2 ** 30
+/**
+ * How long `trySend`/`tryRecv` wait for the side's lock: peers hold it for microseconds, so only
+ * a stalled (e.g. stopped) holder makes them give up, with `ETIMEDOUT`.
+ */
+const TRY_LOCK_MS = 1000
+/** A sync `recv`/`send` spins this long on the indices before sleeping in the kernel. */
+const SPIN_MICROSECONDS = 50
+/** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
+const SLEEP_SLICE_MS = 1000
+
+/** What `#take` returns for an empty channel (distinct from any decoded message). */
+const EMPTY = Symbol('empty')
+/** What `#read` gets for a message that does not decode with the channel's codec. */
+const UNDECODABLE = Symbol('undecodable')
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder()
+
+function corrupt(what: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CORRUPT', `Damaged channel: ${what}`)
+}
+
+function channelClosed(name: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CHANNEL_CLOSED', `Channel "${name}" is closed`)
+}
+
+function validateCodec(value: unknown, name: string): Codec | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || !CODECS.includes(value as Codec)) {
+    throw coded(new TypeError(`The "${name}" option must be one of ${CODECS.join(', ')}. Received ${describe(value)}`), 'ERR_INVALID_ARG_VALUE')
+  }
+  return value as Codec
+}
+
+function roundUpToPowerOfTwo(value: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(value, MIN_CAPACITY)))
+}
+
+/**
+ * A cross-process message queue in shared memory, for any number of producer and consumer
+ * processes and worker threads.
+ *
+ * Every message is delivered exactly once and whole, in order per producer; a full channel makes
+ * `send` wait (or `trySend` return false), it never drops. `close()` marks the end of the stream
+ * for everyone: receivers drain what is left, then `recv` throws `ERR_SHM_CHANNEL_CLOSED` and
+ * `for await` loops end. `disconnect()` unmaps this process's view.
+ */
+export class Channel<T = unknown> {
+  readonly #segment: Segment
+  readonly #codec: Codec
+  readonly #capacity: number
+  readonly #mask: number
+  readonly #words: Uint32Array
+  readonly #ring: Uint8Array
+  readonly #ringWords: Uint32Array
+  readonly #sendLock: Mutex
+  readonly #recvLock: Mutex
+
+  /** @internal Use `Channel.create` or `Channel.open`. */
+  constructor(token: symbol, segment: Segment, codec: Codec | undefined) {
+    if (token !== CONSTRUCT) throw coded(new TypeError('Use Channel.create() or Channel.open()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    this.#segment = segment
+    this.#words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
+    const capacity = this.#words[CH.CAPACITY / 4]!
+    if (capacity < MIN_CAPACITY || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || CH.RING + capacity > segment.size) {
+      throw corrupt(`impossible capacity ${capacity}`)
+    }
+    this.#capacity = capacity
+    this.#mask = capacity - 1
+    this.#codec = codec ?? CODECS[this.#words[CH.CODEC / 4]!] ?? 'bytes'
+    this.#ring = new Uint8Array(segment.buffer, CH.RING, capacity)
+    this.#ringWords = new Uint32Array(segment.buffer, CH.RING, capacity / 4)
+    this.#sendLock = Mutex.at(segment, CH.SEND_LOCK)
+    this.#recvLock = Mutex.at(segment, CH.RECV_LOCK)
+  }
+
+  /** Creates channel `name` with a ring of `capacity` bytes. Throws `EEXIST` if it exists. */
+  static create<T = unknown>(name: string, options: ChannelCreateOptions): Channel<T> {
+    validateName(name)
+    const { capacity, codec, mode, autoUnlink } = validateOptions<ChannelCreateOptions>(options, 'options', ['capacity', 'codec', 'mode', 'autoUnlink'], true)
+    const modeBits = validateMode(mode)
+    const remove = validateBoolean(autoUnlink, 'options.autoUnlink')
+    const ringBytes = roundUpToPowerOfTwo(validateInteger(capacity, 'options.capacity', 1, MAX_CAPACITY))
+    const chosenCodec = validateCodec(codec, 'codec') ?? 'bytes'
+    const segment = Segment.createKind(name, { size: CH.RING + ringBytes, mode: modeBits, kind: KIND_CHANNEL, autoUnlink: remove, reserve: true })
+    const words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
+    words[CH.VERSION / 4] = CHANNEL_VERSION
+    words[CH.CAPACITY / 4] = ringBytes
+    words[CH.CODEC / 4] = CODECS.indexOf(chosenCodec)
+    Atomics.store(words, CH.READY / 4, CHANNEL_MAGIC) // last: openers wait for it
+    return new Channel<T>(CONSTRUCT, segment, chosenCodec)
+  }
+
+  /** Opens channel `name`. Throws `ENOENT` if absent, `ERR_SHM_WRONG_KIND` for a plain segment. */
+  static open<T = unknown>(name: string, options?: ChannelOpenOptions): Channel<T> {
+    validateName(name)
+    const { codec, readyTimeout } = validateOptions<ChannelOpenOptions>(options, 'options', ['codec', 'readyTimeout'], false)
+    const chosenCodec = validateCodec(codec, 'codec')
+    const timeoutMs = validateTimeout(readyTimeout, 'options.readyTimeout')
+    const segment = Segment.open(name, timeoutMs < 0 ? {} : { readyTimeout: timeoutMs })
+    try {
+      if (segment.kind !== KIND_CHANNEL) throw stateError('ERR_SHM_WRONG_KIND', `"${name}" is a plain segment, not a channel`)
+      const words = new Uint32Array(segment.buffer, 0, CH.RING / 4)
+      const deadline = Date.now() + (timeoutMs < 0 ? 2000 : timeoutMs)
+      while (Atomics.load(words, CH.READY / 4) !== CHANNEL_MAGIC) {
+        if (Date.now() > deadline) throw stateError('ERR_SHM_NOT_READY', `Channel "${name}" was never initialised`)
+        segment.wait(CH.READY, Atomics.load(words, CH.READY / 4), 1)
+      }
+      const version = words[CH.VERSION / 4]
+      if (version !== CHANNEL_VERSION) throw stateError('ERR_SHM_VERSION', `Channel "${name}" uses channel layout ${version}; this shmkit reads ${CHANNEL_VERSION}`)
+      return new Channel<T>(CONSTRUCT, segment, chosenCodec)
+    } catch (error) {
+      segment.close()
+      throw error
+    }
+  }
+
+  /** Removes channel `name`; processes that have it open keep using it. */
+  static unlink(name: string): void {
+    Segment.unlink(name)
+  }
+
+  get name(): string {
+    return this.#segment.name
+  }
+
+  /** Ring bytes. The largest message is `capacity - 4` bytes once encoded. */
+  get capacity(): number {
+    return this.#capacity
+  }
+
+  get codec(): Codec {
+    return this.#codec
+  }
+
+  /** Whether `close()` was called (by any process). Messages may still be waiting to be read. */
+  get closed(): boolean {
+    return Atomics.load(this.#words, CH.CLOSED / 4) !== 0
+  }
+
+  /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. */
+  get bytesInFlight(): number {
+    return (Atomics.load(this.#words, CH.TAIL / 4) - Atomics.load(this.#words, CH.HEAD / 4)) >>> 0
+  }
+
+  /** A snapshot of the traffic: counts sent and received, what is waiting to be read. */
+  stats(): ChannelStats {
+    this.#segment.assertOpen()
+    return channelStats(this.#words)
+  }
+
+  /** Sends `data` if there is room now; returns false if the channel is full. */
+  trySend(data: T | Uint8Array | string): boolean {
+    const bytes = this.#encode(data)
+    this.#checkOpenForSend()
+    return this.#write(bytes, TRY_LOCK_MS)
+  }
+
+  /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
+  send(data: T | Uint8Array | string, options?: SendOptions): void {
+    const bytes = this.#encode(data)
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    for (;;) {
+      this.#checkOpenForSend()
+      if (this.#write(bytes, remainingMs(deadline))) return
+      if (this.#spinUntil(() => this.#hasRoomFor(bytes.length))) continue
+      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, 'room in the channel')
+    }
+  }
+
+  /** `send` without blocking the event loop; rejects with `ETIMEDOUT` or `AbortError`. */
+  async sendAsync(data: T | Uint8Array | string, options?: AsyncOptions): Promise<void> {
+    const bytes = this.#encode(data)
+    const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
+    const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
+    const abortSignal = validateSignal(signal)
+    for (;;) {
+      if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
+      this.#checkOpenForSend()
+      if (this.#write(bytes, await lockAsyncUntil(this.#sendLock, deadline, abortSignal))) return
+      await this.#sleepAsync(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, abortSignal, 'room in the channel')
+    }
+  }
+
+  /**
+   * Sends a `byteLength`-byte message that `fill(target)` writes straight into the ring: no
+   * intermediate buffer for large messages (when the slot wraps around the ring's end, `target`
+   * is a temporary copied in afterwards). `fill` runs under the send lock and must be
+   * synchronous; if it throws, nothing is sent. Waits for room like `send`. Codec-independent.
+   */
+  sendWith(byteLength: number, fill: (target: Uint8Array) => void, options?: SendOptions): void {
+    const length = validateInteger(byteLength, 'byteLength', 0, this.#capacity - 4)
+    if (typeof fill !== 'function') throw typeError('fill', 'of type function', fill)
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    const put = (payload: number) => {
+      if (payload + length <= this.#capacity) return fill(this.#ring.subarray(payload, payload + length))
+      const staging = new Uint8Array(length)
+      fill(staging)
+      this.#copyIn(staging, payload)
+    }
+    for (;;) {
+      this.#checkOpenForSend()
+      if (this.#append(length, put, remainingMs(deadline))) return
+      if (this.#spinUntil(() => this.#hasRoomFor(length))) continue
+      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(length) || this.closed, deadline, 'room in the channel')
+    }
+  }
+
+  /**
+   * Receives the next message and passes its raw bytes to `use(view)`, returning what `use`
+   * returns: `view` looks straight into the ring (no copy) and is valid only during the call.
+   * `use` runs under the receive lock and must be synchronous; if it throws, the message is NOT
+   * consumed and stays for the next receiver. Waits like `recv`.
+   */
+  recvWith<R>(use: (view: Uint8Array) => R, options?: SendOptions): R {
+    if (typeof use !== 'function') throw typeError('use', 'of type function', use)
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    for (;;) {
+      this.#segment.assertOpen()
+      const result = this.#take((view) => use(view), remainingMs(deadline))
+      if (result !== EMPTY) return result
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
+      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
+    }
+  }
+
+  /** Receives the next message if one is there; otherwise `undefined` at once. */
+  tryRecv(): T | undefined {
+    this.#segment.assertOpen()
+    return this.#read(TRY_LOCK_MS)
+  }
+
+  /**
+   * Receives the next message, waiting for one; `ETIMEDOUT` after `options.timeout` ms,
+   * `ERR_SHM_CHANNEL_CLOSED` once the channel is closed and drained.
+   */
+  recv(options?: SendOptions): T {
+    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    for (;;) {
+      this.#segment.assertOpen()
+      const message = this.#read(remainingMs(deadline))
+      if (message !== undefined) return message
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
+      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
+    }
+  }
+
+  /** `recv` without blocking the event loop; rejects with `ETIMEDOUT`, `AbortError` or `ERR_SHM_CHANNEL_CLOSED`. */
+  async recvAsync(options?: AsyncOptions): Promise<T> {
+    const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
+    const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
+    const abortSignal = validateSignal(signal)
+    for (;;) {
+      if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
+      this.#segment.assertOpen()
+      const message = this.#read(await lockAsyncUntil(this.#recvLock, deadline, abortSignal))
+      if (message !== undefined) return message
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      await this.#sleepAsync(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, abortSignal, 'a message')
+    }
+  }
+
+  /** Receives until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    for (;;) {
+      try {
+        yield await this.recvAsync()
+      } catch (error) {
+        if ((error as ShmkitError).code === 'ERR_SHM_CHANNEL_CLOSED') return
+        throw error
+      }
+    }
+  }
+
+  /**
+   * Marks the end of the stream, for every process: later sends fail with
+   * `ERR_SHM_CHANNEL_CLOSED`, receivers drain what is left and then stop. Idempotent.
+   */
+  close(): void {
+    this.#segment.assertOpen()
+    Atomics.store(this.#words, CH.CLOSED / 4, 1)
+    for (const event of [CH.RECV_EVENT, CH.SEND_EVENT]) {
+      Atomics.add(this.#words, event / 4, 1)
+      this.#segment.notify(event)
+    }
+  }
+
+  /** Unmaps the channel from this process (the channel and its messages stay). Idempotent. */
+  disconnect(): void {
+    this.#segment.close()
+  }
+
+  /** Removes the channel's name. */
+  unlink(): void {
+    Segment.unlink(this.name)
+  }
+
+  [Symbol.dispose](): void {
+    this.disconnect()
+  }
+
+  #checkOpenForSend(): void {
+    this.#segment.assertOpen()
+    if (this.closed) throw channelClosed(this.name)
+  }
+
+  #encode(data: unknown): Uint8Array {
+    let bytes: Uint8Array
+    switch (this.#codec) {
+      case 'bytes':
+        if (typeof data === 'string') bytes = utf8Encoder.encode(data)
+        else if (data instanceof Uint8Array) bytes = data
+        else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        else throw typeError('data', 'a Uint8Array, a Buffer or a string', data)
+        break
+      case 'string':
+        if (typeof data !== 'string') throw typeError('data', 'of type string', data)
+        bytes = utf8Encoder.encode(data)
+        break
+      case 'json': {
+        const text = JSON.stringify(data)
+        if (text === undefined) throw typeError('data', 'a JSON-serialisable value', data)
+        bytes = utf8Encoder.encode(text)
+        break
+      }
+      case 'v8':
+        bytes = serialize(data)
+        break
+    }
+    if (bytes.length > this.#capacity - 4) {
+      throw rangeError('data', `at most ${this.#capacity - 4} bytes once encoded (the channel's capacity minus 4)`, bytes.length)
+    }
+    return bytes
+  }
+
+  /** Decodes a message; `inRing` views must be copied (the ring slot is about to be reused). */
+  #decode(view: Uint8Array, inRing: boolean): T {
+    switch (this.#codec) {
+      case 'bytes':
+        return (inRing ? view.slice() : view) as T
+      case 'string':
+        return utf8Decoder.decode(view) as T
+      case 'json':
+        return JSON.parse(utf8Decoder.decode(view)) as T
+      case 'v8':
+        return deserialize(view) as T
+    }
+  }
+
+  #usedBytes(head: number, tail: number): number {
+    const used = (tail - head) >>> 0
+    if (used > this.#capacity || (used & 3) !== 0 || (head & 3) !== 0) throw corrupt(`indices head=${head} tail=${tail}`)
+    return used
+  }
+
+  #hasRoomFor(length: number): boolean {
+    const words = this.#words
+    const used = (Atomics.load(words, CH.TAIL / 4) - Atomics.load(words, CH.HEAD / 4)) >>> 0
+    return used <= this.#capacity && this.#capacity - used >= 4 + ((length + 3) & ~3)
+  }
+
+  /** Appends one message under the send lock; false if there is no room. */
+  #write(bytes: Uint8Array, lock: SideLock): boolean {
+    return this.#append(bytes.length, bytes, lock)
+  }
+
+  /**
+   * Reserves room for a `length`-byte message under the send lock (see `SideLock`; released
+   * here), copies `content` in (or has `content(payloadPosition)` write it), then publishes it.
+   * If writing throws, nothing is published.
+   */
+  #append(length: number, content: Uint8Array | ((payload: number) => void), lock: SideLock): boolean {
+    const words = this.#words
+    const raw = typeof lock === 'number'
+    if (raw) this.#sendLock.acquire(lock)
+    try {
+      const tail = Atomics.load(words, CH.TAIL / 4)
+      const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
+      const need = 4 + ((length + 3) & ~3)
+      if (this.#capacity - used < need) return false
+      const start = tail & this.#mask
+      this.#ringWords[start >>> 2] = length
+      if (typeof content === 'function') content((start + 4) & this.#mask)
+      else this.#copyIn(content, (start + 4) & this.#mask)
+      // SYNC POINT (publish): the message is whole before the tail moves past it.
+      this.#advance(CH.TAIL, CH.SENT, tail + need)
+    } finally {
+      if (raw) this.#sendLock.releaseInFlight()
+      else lock.unlock()
+    }
+    this.#wakeSleepers(CH.RECV_WAITERS, CH.RECV_EVENT)
+    return true
+  }
+
+  /** Moves one side's index (seq-cst: the SYNC POINT) and bumps its message counter; the caller holds that side's lock. */
+  #advance(indexOffset: number, counterOffset: number, index: number): void {
+    const words = this.#words
+    Atomics.store(words, indexOffset / 4, index >>> 0)
+    words[counterOffset / 4] = (words[counterOffset / 4]! + 1) >>> 0
+  }
+
+  /** Copies `bytes` into the ring at `payload`, wrapping at the end. */
+  #copyIn(bytes: Uint8Array, payload: number): void {
+    const first = Math.min(bytes.length, this.#capacity - payload)
+    this.#ring.set(first === bytes.length ? bytes : bytes.subarray(0, first), payload)
+    if (first < bytes.length) this.#ring.set(bytes.subarray(first), 0)
+  }
+
+  /**
+   * Takes one message under the receive lock (see `SideLock`; released here) and passes its
+   * bytes to `use`; `EMPTY` if none.
+   */
+  #take<R>(use: (view: Uint8Array, ring: boolean) => R, lock: SideLock): R | typeof EMPTY {
+    const words = this.#words
+    const raw = typeof lock === 'number'
+    if (raw) this.#recvLock.acquire(lock)
+    let result: R
+    try {
+      const head = Atomics.load(words, CH.HEAD / 4)
+      const used = this.#usedBytes(head, Atomics.load(words, CH.TAIL / 4))
+      if (used === 0) return EMPTY
+      const start = head & this.#mask
+      const length = this.#ringWords[start >>> 2]!
+      const size = 4 + ((length + 3) & ~3)
+      if (length > this.#capacity - 4 || size > used) throw corrupt(`message length ${length} with ${used} bytes in flight`)
+      const payload = (start + 4) & this.#mask
+      if (payload + length <= this.#capacity) result = use(this.#ring.subarray(payload, payload + length), true)
+      else {
+        const joined = new Uint8Array(length)
+        joined.set(this.#ring.subarray(payload, this.#capacity))
+        joined.set(this.#ring.subarray(0, length - (this.#capacity - payload)), this.#capacity - payload)
+        result = use(joined, false)
+      }
+      // SYNC POINT (consume): the message is used before its bytes are handed back.
+      this.#advance(CH.HEAD, CH.RECEIVED, head + size)
+    } finally {
+      if (raw) this.#recvLock.releaseInFlight()
+      else lock.unlock()
+    }
+    this.#wakeSleepers(CH.SEND_WAITERS, CH.SEND_EVENT)
+    return result
+  }
+
+  /**
+   * Takes one decoded message; `undefined` if there is none. A message that does not decode
+   * (written by a buggy peer, or scribbled over) is consumed and reported as `ERR_SHM_CORRUPT`,
+   * so one bad message cannot wedge every receiver.
+   */
+  #read(lock: SideLock): T | undefined {
+    const message = this.#take(this.#decodeOrMark, lock)
+    if (message === EMPTY) return undefined
+    if (message === UNDECODABLE) {
+      const cause = this.#decodeFailure
+      this.#decodeFailure = undefined
+      throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause })
+    }
+    return message
+  }
+
+  /** Why the last message failed to decode (set by `#decodeOrMark`, read by `#read`). */
+  #decodeFailure: unknown
+
+  /** `#decode`, turning a failure into `UNDECODABLE` so `#take` still consumes the message. */
+  readonly #decodeOrMark = (view: Uint8Array, inRing: boolean): T | typeof UNDECODABLE => {
+    try {
+      return this.#decode(view, inRing)
+    } catch (error) {
+      this.#decodeFailure = error
+      return UNDECODABLE
+    }
+  }
+
+  /**
+   * Wakes every sleeper of one side, if any announced itself: the flag is cleared by the waker
+   * (so a burst of messages costs one wake-up, not one per message) and the event bumped before
+   * the kernel wake, so a sleeper that read the old event value cannot miss it.
+   */
+  #wakeSleepers(flagOffset: number, eventOffset: number): void {
+    const words = this.#words
+    if (Atomics.load(words, flagOffset / 4) !== 0 && Atomics.exchange(words, flagOffset / 4, 0) !== 0) {
+      Atomics.add(words, eventOffset / 4, 1)
+      this.#segment.native.notify(eventOffset, Infinity)
+    }
+  }
+
+  /** Spins briefly (an awake peer answers within microseconds); true if `ready()` came true. */
+  #spinUntil(ready: () => boolean): boolean {
+    const until = performance.now() + SPIN_MICROSECONDS / 1000
+    do {
+      if (ready()) return true
+    } while (performance.now() < until)
+    return false
+  }
+
+  /**
+   * Sleeps until the event word changes (see docs/CHANNELS.md for why no wake-up is lost):
+   * read the event, raise the sleeper flag, re-check, then sleep on the event value.
+   */
+  #sleep(flagOffset: number, eventOffset: number, ready: () => boolean, deadline: number, what: string): void {
+    const words = this.#words
+    const event = Atomics.load(words, eventOffset / 4)
+    Atomics.store(words, flagOffset / 4, 1)
+    if (ready()) return
+    const left = remainingMs(deadline)
+    if (left === 0) throw timedOut(what)
+    this.#segment.native.wait(eventOffset, event | 0, Math.min(left < 0 ? SLEEP_SLICE_MS : left, SLEEP_SLICE_MS))
+  }
+
+  async #sleepAsync(
+    flagOffset: number,
+    eventOffset: number,
+    ready: () => boolean,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<void> {
+    const words = this.#words
+    const event = Atomics.load(words, eventOffset / 4)
+    Atomics.store(words, flagOffset / 4, 1)
+    if (ready()) return
+    const left = remainingMs(deadline)
+    if (left === 0) throw timedOut(what)
+    await this.#segment.waitAsync(eventOffset, event, left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS), signal === undefined ? undefined : { signal })
+  }
+}
+
+/**
+ * Channel statistics from its control block's words (a channel's first data words, as
+ * `Segment.inspect(name).dataWords` also reports them).
+ */
+export function channelStats(words: ArrayLike<number>): ChannelStats {
+  const word = (offset: number) => (words[offset / 4] ?? 0) >>> 0
+  const sent = word(CH.SENT)
+  const received = word(CH.RECEIVED)
+  return {
+    sent,
+    received,
+    messagesInFlight: (sent - received) >>> 0,
+    bytesInFlight: (word(CH.TAIL) - word(CH.HEAD)) >>> 0,
+    capacity: word(CH.CAPACITY),
+    closed: word(CH.CLOSED) !== 0,
+  }
+}
+
+/**
+ * How a channel operation holds its side's lock: a guard it already took without blocking
+ * (async paths), or a timeout in ms (-1: none) for taking it here, guard-free (sync paths: two
+ * fewer allocations per message).
+ */
+type SideLock = LockGuard | number
+
+/** Takes `mutex` without blocking the event loop, by `deadline` (see `deadlineOf`). */
+async function lockAsyncUntil(mutex: Mutex, deadline: number, signal: AbortSignal | undefined): Promise<LockGuard> {
+  const free = mutex.tryLock()
+  if (free !== null) return free
+  const left = remainingMs(deadline)
+  return mutex.lockAsync(signal === undefined ? (left < 0 ? {} : { timeout: left }) : left < 0 ? { signal } : { timeout: left, signal })
+}

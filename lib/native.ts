@@ -1,0 +1,39 @@
+// The native addon, loaded once per thread: the loader napi-rs generates picks this platform's
+// binary; when there is none, the error says which platform and what to do.
+
+import { coded } from './errors'
+import type * as Binding from '../binding'
+
+export const { NativeSegment, WaitToken, currentThreadIdentity } = loadBinding()
+export type NativeSegment = Binding.NativeSegment
+export type WaitToken = Binding.WaitToken
+export type NativeCreateOptions = Binding.NativeCreateOptions
+export type SegmentInspection = Binding.SegmentInspection
+export type MutexReport = Binding.MutexReport
+
+/** The platform as the binary packages name it, e.g. `linux-x64-gnu`, `darwin-arm64`. */
+function platformName(): string {
+  if (process.platform !== 'linux') return `${process.platform}-${process.arch}`
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+  return `linux-${process.arch}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
+}
+
+/** Loads the native addon for this platform, or explains clearly why there is none. */
+function loadBinding(): typeof Binding {
+  try {
+    return require('../binding') as typeof Binding
+  } catch (error) {
+    const platform = platformName()
+    throw coded(
+      new Error(
+        `shmkit has no native binary for ${platform} (Node ${process.version}). Prebuilt binaries ship as ` +
+          `optional dependencies (the package shmkit-${platform}) for linux-x64/arm64 (gnu and musl), ` +
+          'darwin-x64/arm64 and win32-x64/arm64: reinstall without --no-optional/--omit=optional, and make ' +
+          'sure the lockfile was not created on another platform. On other platforms, build from source ' +
+          'with a Rust toolchain (npm run build in a clone).',
+        { cause: error },
+      ),
+      'ERR_SHM_NO_BINARY',
+    )
+  }
+}

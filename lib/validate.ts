@@ -1,0 +1,100 @@
+// Argument validation, Node-style: wrong types are TypeErrors (ERR_INVALID_ARG_TYPE), values out
+// of range RangeErrors (ERR_OUT_OF_RANGE), unknown options are refused (they are usually typos).
+// Everything is checked here, before any native call.
+
+import { coded, rangeError, typeError } from './errors'
+import type { NativeCreateOptions } from './native'
+import type { CreateOptions } from './segment'
+
+/** Longest segment name, in bytes. */
+export const MAX_NAME_LENGTH = 200
+/** Largest data area, in bytes (16 TiB): beyond any machine, below JavaScript's limits. */
+export const MAX_SEGMENT_SIZE = 2 ** 44
+export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/
+
+export function validateName(name: unknown): string {
+  if (typeof name !== 'string') throw typeError('name', 'of type string', name)
+  if (name.length === 0 || !NAME_PATTERN.test(name)) {
+    throw coded(
+      new TypeError(`The segment name ${JSON.stringify(name)} is invalid: use 1 to ${MAX_NAME_LENGTH} characters from A-Z a-z 0-9 . _ -`),
+      'ERR_INVALID_ARG_VALUE',
+    )
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    throw coded(new Error(`The segment name is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`), 'ENAMETOOLONG')
+  }
+  return name
+}
+
+export function validateOptions<T extends object>(options: unknown, name: string, allowed: readonly string[], required: boolean): Partial<T> {
+  if (options === undefined && !required) return {}
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw typeError(name, 'of type object', options)
+  }
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) {
+      throw coded(
+        new TypeError(`Unknown option "${key}" in "${name}"; known options: ${allowed.join(', ')}`),
+        'ERR_INVALID_ARG_VALUE',
+      )
+    }
+  }
+  return options as Partial<T>
+}
+
+export function validateInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw rangeError(name, `an integer >= ${min} and <= ${max}`, value)
+  }
+  return value
+}
+
+/** Milliseconds, `Infinity` or `undefined` (no limit); returns -1 for "no limit", as native expects. */
+export function validateTimeout(value: unknown, name = 'timeout'): number {
+  if (value === undefined || value === Infinity) return -1
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  if (Number.isNaN(value) || value < 0) throw rangeError(name, 'a number of milliseconds >= 0', value)
+  return value
+}
+
+export function validateBoolean(value: unknown, name: string, fallback = false): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw typeError(name, 'of type boolean', value)
+  return value
+}
+
+/** Validates segment creation options (plus `extra` allowed keys) for the native side. */
+export function nativeCreateOptions(options: unknown, kind: number, extra: readonly string[]): NativeCreateOptions {
+  const { size, mode, autoUnlink, reserve } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink', 'reserve', ...extra], true)
+  return {
+    size: validateSize(size),
+    mode: validateMode(mode),
+    kind,
+    autoUnlink: validateBoolean(autoUnlink, 'options.autoUnlink'),
+    reserve: validateBoolean(reserve, 'options.reserve', true),
+  }
+}
+
+export function validateSize(value: unknown): number {
+  return validateInteger(value, 'options.size', 1, MAX_SEGMENT_SIZE)
+}
+
+export function validateMode(value: unknown): number {
+  return value === undefined ? 0o600 : validateInteger(value, 'options.mode', 0, 0o777)
+}
+
+export function validateOffset(segment: { readonly size: number }, value: unknown, name: string, byteLength: number, alignment: number): number {
+  const offset = validateInteger(value, name, 0, Number.MAX_SAFE_INTEGER)
+  if (offset % alignment !== 0) throw rangeError(name, `a multiple of ${alignment}`, offset)
+  if (offset + byteLength > segment.size) {
+    throw rangeError(name, `<= ${segment.size - byteLength} (the segment has ${segment.size} bytes)`, offset)
+  }
+  return offset
+}
+
+export function validateSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined
+  if (!(signal instanceof AbortSignal)) throw typeError('options.signal', 'an instance of AbortSignal', signal)
+  return signal
+}
