@@ -23,6 +23,7 @@
 //! SIGBUS. Only give write access to processes you trust not to do that.
 
 pub mod attach;
+pub mod channel;
 pub mod error;
 pub mod header;
 pub mod mutex;
@@ -32,6 +33,7 @@ pub mod segment;
 mod shm;
 
 pub use attach::Attacher;
+pub use channel::{Channel, ChannelStats};
 pub use error::{Error, ErrorCode, Result};
 pub use header::Kind;
 pub use mutex::MutexStats;

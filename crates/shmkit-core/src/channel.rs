@@ -1,0 +1,440 @@
+//! Channels for Rust programs: the same ring, layout and protocol as the JavaScript `Channel`
+//! (documented in `docs/CHANNELS.md`), so Rust and Node processes can share one channel. This
+//! side deals in raw bytes; JavaScript's codecs (`json`, `v8`, ...) are a layer above the bytes.
+//!
+//! ```text
+//! data offset  field
+//!      0       ready (CHANNEL_MAGIC, written last by the creator), version, capacity, codec, closed
+//!     64       tail, recv_sleepers, recv_event, sent          producers' cache line
+//!    128       head, send_sleepers, send_event, received      consumers' cache line
+//!    192       send lock (a mutex cell)
+//!    256       receive lock (a mutex cell)
+//!    512       ring: [len u32][payload][pad to 4] ...
+//! ```
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::header::Kind;
+use crate::mutex::MutexCell;
+use crate::platform;
+use crate::segment::{CreateOptions, Segment};
+
+const READY: usize = 0;
+const VERSION: usize = 4;
+const CAPACITY: usize = 8;
+const CODEC: usize = 12;
+const CLOSED: usize = 16;
+const TAIL: usize = 64;
+const RECV_SLEEPERS: usize = 68;
+const RECV_EVENT: usize = 72;
+const SENT: usize = 76;
+const HEAD: usize = 128;
+const SEND_SLEEPERS: usize = 132;
+const SEND_EVENT: usize = 136;
+const RECEIVED: usize = 140;
+const SEND_LOCK: usize = 192;
+const RECV_LOCK: usize = 256;
+const RING: usize = 512;
+
+/// "chnl": the creator's last write; openers wait for it.
+pub const CHANNEL_MAGIC: u32 = 0x6c6e_6863;
+pub const CHANNEL_VERSION: u32 = 1;
+pub const MIN_CAPACITY: usize = 64;
+pub const MAX_CAPACITY: usize = 1 << 30;
+/// The codec id JavaScript uses for raw bytes.
+pub const CODEC_BYTES: u32 = 0;
+/// A blocking send or receive spins this long before sleeping in the kernel.
+const SPIN: Duration = Duration::from_micros(50);
+/// Longest single sleep: the condition is re-checked between sleeps.
+const SLEEP_SLICE: Duration = Duration::from_secs(1);
+
+/// Traffic counters of a channel (both wrap at 2^32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelStats {
+    pub sent: u32,
+    pub received: u32,
+    pub bytes_in_flight: u32,
+    pub capacity: u32,
+    pub closed: bool,
+}
+
+/// A channel mapped into this process.
+pub struct Channel {
+    segment: Segment,
+    capacity: u32,
+}
+
+impl Channel {
+    /// Creates channel `name` with a ring of `capacity` bytes (rounded up to a power of two).
+    pub fn create(name: &str, capacity: usize, codec: u32) -> Result<Channel> {
+        if !(1..=MAX_CAPACITY).contains(&capacity) {
+            return Err(Error::new(
+                ErrorCode::OutOfRange,
+                format!("The capacity must be from 1 to {MAX_CAPACITY} bytes, not {capacity}"),
+            ));
+        }
+        let ring = capacity.max(MIN_CAPACITY).next_power_of_two();
+        let options = CreateOptions {
+            kind: Kind::Channel,
+            ..CreateOptions::new(RING + ring)
+        };
+        let segment = Segment::create(name, options)?;
+        let channel = Channel {
+            segment,
+            capacity: ring as u32,
+        };
+        channel
+            .word(VERSION)
+            .store(CHANNEL_VERSION, Ordering::Relaxed);
+        channel.word(CAPACITY).store(ring as u32, Ordering::Relaxed);
+        channel.word(CODEC).store(codec, Ordering::Relaxed);
+        // SYNC POINT (creator): openers that see the magic see the fields above.
+        channel.word(READY).store(CHANNEL_MAGIC, Ordering::Release);
+        Ok(channel)
+    }
+
+    /// Opens channel `name`, waiting up to `ready_timeout` for its creator to finish.
+    pub fn open(name: &str, ready_timeout: Duration) -> Result<Channel> {
+        let deadline = Instant::now() + ready_timeout;
+        let segment = Segment::open(name, ready_timeout)?;
+        if segment.info().kind != Kind::Channel {
+            return Err(Error::new(
+                ErrorCode::WrongKind,
+                format!("{name:?} is a plain segment, not a channel"),
+            ));
+        }
+        let mut channel = Channel {
+            segment,
+            capacity: 0,
+        };
+        while channel.word(READY).load(Ordering::Acquire) != CHANNEL_MAGIC {
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorCode::NotReady,
+                    format!("Channel {name:?} was never initialised"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let version = channel.word(VERSION).load(Ordering::Relaxed);
+        if version != CHANNEL_VERSION {
+            return Err(Error::new(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "Channel {name:?} uses channel layout {version}; this reads {CHANNEL_VERSION}"
+                ),
+            ));
+        }
+        let capacity = channel.word(CAPACITY).load(Ordering::Relaxed) as usize;
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)
+            || !capacity.is_power_of_two()
+            || RING + capacity > channel.segment.data_len()
+        {
+            return Err(corrupt(format!("impossible capacity {capacity}")));
+        }
+        channel.capacity = capacity as u32;
+        Ok(channel)
+    }
+
+    pub fn name(&self) -> &str {
+        self.segment.name()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The codec id recorded at creation (see the JavaScript `Codec`; 0 is raw bytes).
+    pub fn codec(&self) -> u32 {
+        self.word(CODEC).load(Ordering::Relaxed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.word(CLOSED).load(Ordering::Acquire) != 0
+    }
+
+    pub fn stats(&self) -> ChannelStats {
+        ChannelStats {
+            sent: self.word(SENT).load(Ordering::Relaxed),
+            received: self.word(RECEIVED).load(Ordering::Relaxed),
+            bytes_in_flight: self.in_flight(),
+            capacity: self.capacity,
+            closed: self.is_closed(),
+        }
+    }
+
+    /// Marks the end of the stream for every process: sends fail, receivers drain then stop.
+    pub fn close(&self) {
+        self.word(CLOSED).store(1, Ordering::SeqCst);
+        for event in [RECV_EVENT, SEND_EVENT] {
+            self.word(event).fetch_add(1, Ordering::SeqCst);
+            platform::wake(self.word(event), u32::MAX);
+        }
+    }
+
+    /// Appends `message` if there is room now.
+    pub fn try_send(&self, message: &[u8]) -> Result<bool> {
+        self.check_sendable(message.len())?;
+        self.append(message, Some(Instant::now() + Duration::from_secs(1)))
+    }
+
+    /// Appends `message`, waiting while the channel is full; `TimedOut` after `timeout`.
+    pub fn send(&self, message: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.check_sendable(message.len())?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let need = frame_size(message.len());
+        loop {
+            if self.append(message, deadline)? {
+                return Ok(());
+            }
+            self.wait_for(
+                SEND_SLEEPERS,
+                SEND_EVENT,
+                deadline,
+                "room in the channel",
+                || self.free() >= need || self.is_closed(),
+            )?;
+            if self.is_closed() {
+                return Err(closed(self.name()));
+            }
+        }
+    }
+
+    /// Takes the next message if one is there.
+    pub fn try_recv(&self) -> Result<Option<Vec<u8>>> {
+        self.take(Some(Instant::now() + Duration::from_secs(1)))
+    }
+
+    /// Takes the next message, waiting for one; `ChannelClosed` once closed and drained.
+    pub fn recv(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(message) = self.take(deadline)? {
+                return Ok(message);
+            }
+            if self.is_closed() && self.in_flight() == 0 {
+                return Err(closed(self.name()));
+            }
+            self.wait_for(RECV_SLEEPERS, RECV_EVENT, deadline, "a message", || {
+                self.in_flight() != 0 || self.is_closed()
+            })?;
+        }
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        self.segment
+            .word_at(offset)
+            .expect("control-block offsets lie inside every channel's data area")
+    }
+
+    fn lock(&self, offset: usize) -> &MutexCell {
+        self.segment
+            .mutex_at(offset)
+            .expect("lock offsets lie inside every channel's data area")
+    }
+
+    fn ring(&self) -> *mut u8 {
+        // SAFETY: RING + capacity <= data_len was checked when the channel was created or opened.
+        unsafe { self.segment.data_ptr().add(RING) }
+    }
+
+    fn in_flight(&self) -> u32 {
+        let tail = self.word(TAIL).load(Ordering::SeqCst);
+        tail.wrapping_sub(self.word(HEAD).load(Ordering::SeqCst))
+    }
+
+    fn free(&self) -> usize {
+        (self.capacity as usize).saturating_sub(self.in_flight() as usize)
+    }
+
+    fn check_sendable(&self, length: usize) -> Result<()> {
+        if length > self.capacity as usize - 4 {
+            return Err(Error::new(
+                ErrorCode::OutOfRange,
+                format!(
+                    "A {length}-byte message can never fit this channel: the limit is {} bytes",
+                    self.capacity - 4
+                ),
+            ));
+        }
+        if self.is_closed() {
+            return Err(closed(self.name()));
+        }
+        Ok(())
+    }
+
+    /// `tail - head`, validated: a damaged index is an error, never an out-of-bounds access.
+    fn used(&self, head: u32, tail: u32) -> Result<usize> {
+        let used = tail.wrapping_sub(head);
+        if used > self.capacity || !used.is_multiple_of(4) || !head.is_multiple_of(4) {
+            return Err(corrupt(format!("indices head={head} tail={tail}")));
+        }
+        Ok(used as usize)
+    }
+
+    /// Runs `f` holding the lock at `offset` (taken by `deadline`).
+    fn locked<R>(
+        &self,
+        offset: usize,
+        deadline: Option<Instant>,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        let me = platform::current_thread();
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.lock(offset).lock(&me, timeout)?;
+        let result = f();
+        let _ = self.lock(offset).unlock(&me);
+        result
+    }
+
+    fn append(&self, message: &[u8], deadline: Option<Instant>) -> Result<bool> {
+        let appended = self.locked(SEND_LOCK, deadline, || {
+            let tail = self.word(TAIL).load(Ordering::SeqCst);
+            let used = self.used(self.word(HEAD).load(Ordering::SeqCst), tail)?;
+            let need = frame_size(message.len());
+            if self.capacity as usize - used < need {
+                return Ok(false);
+            }
+            let start = (tail & (self.capacity - 1)) as usize;
+            self.copy_in(start, &(message.len() as u32).to_le_bytes());
+            self.copy_in((start + 4) % self.capacity as usize, message);
+            // SYNC POINT (publish): the message is whole before the tail moves past it.
+            self.word(TAIL)
+                .store(tail.wrapping_add(need as u32), Ordering::SeqCst);
+            let sent = self.word(SENT).load(Ordering::Relaxed);
+            self.word(SENT)
+                .store(sent.wrapping_add(1), Ordering::Relaxed);
+            Ok(true)
+        })?;
+        if appended {
+            self.wake_sleepers(RECV_SLEEPERS, RECV_EVENT);
+        }
+        Ok(appended)
+    }
+
+    fn take(&self, deadline: Option<Instant>) -> Result<Option<Vec<u8>>> {
+        let message = self.locked(RECV_LOCK, deadline, || {
+            let head = self.word(HEAD).load(Ordering::SeqCst);
+            let used = self.used(head, self.word(TAIL).load(Ordering::SeqCst))?;
+            if used == 0 {
+                return Ok(None);
+            }
+            let start = (head & (self.capacity - 1)) as usize;
+            let mut length = [0u8; 4];
+            self.copy_out(start, &mut length);
+            let length = u32::from_le_bytes(length) as usize;
+            if length > self.capacity as usize - 4 || frame_size(length) > used {
+                return Err(corrupt(format!(
+                    "message length {length} with {used} bytes in flight"
+                )));
+            }
+            let mut message = vec![0u8; length];
+            self.copy_out((start + 4) % self.capacity as usize, &mut message);
+            // SYNC POINT (consume): the bytes are copied out before they are handed back.
+            self.word(HEAD).store(
+                head.wrapping_add(frame_size(length) as u32),
+                Ordering::SeqCst,
+            );
+            let received = self.word(RECEIVED).load(Ordering::Relaxed);
+            self.word(RECEIVED)
+                .store(received.wrapping_add(1), Ordering::Relaxed);
+            Ok(Some(message))
+        })?;
+        if message.is_some() {
+            self.wake_sleepers(SEND_SLEEPERS, SEND_EVENT);
+        }
+        Ok(message)
+    }
+
+    /// Copies `bytes` into the ring at `position`, wrapping at the end.
+    fn copy_in(&self, position: usize, bytes: &[u8]) {
+        let capacity = self.capacity as usize;
+        let first = bytes.len().min(capacity - position);
+        // SAFETY: position < capacity and `first` bytes fit before the end of the ring, the rest
+        // (< capacity) from its start; the ring lies inside the mapped data area. Only producers
+        // holding the send lock write this unpublished region; other processes read it only
+        // after the tail store publishes it. A hostile peer writing concurrently can only make
+        // these bytes garbage: they are never interpreted as Rust values.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ring().add(position), first);
+            std::ptr::copy_nonoverlapping(
+                bytes[first..].as_ptr(),
+                self.ring(),
+                bytes.len() - first,
+            );
+        }
+    }
+
+    /// Copies from the ring at `position` into `bytes`, wrapping at the end.
+    fn copy_out(&self, position: usize, bytes: &mut [u8]) {
+        let capacity = self.capacity as usize;
+        let first = bytes.len().min(capacity - position);
+        // SAFETY: bounds as in `copy_in`; the region was published by the tail store we read
+        // (SeqCst) and stays ours until the head store hands it back.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ring().add(position), bytes.as_mut_ptr(), first);
+            let rest = bytes.len() - first;
+            std::ptr::copy_nonoverlapping(self.ring(), bytes[first..].as_mut_ptr(), rest);
+        }
+    }
+
+    /// The sleeper protocol of docs/CHANNELS.md: read the event, raise the flag, re-check, sleep.
+    fn wait_for(
+        &self,
+        flag: usize,
+        event: usize,
+        deadline: Option<Instant>,
+        what: &str,
+        ready: impl Fn() -> bool,
+    ) -> Result<()> {
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until {
+            if ready() {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        let seen = self.word(event).load(Ordering::SeqCst);
+        self.word(flag).store(1, Ordering::SeqCst);
+        if ready() {
+            return Ok(());
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Err(Error::new(
+                ErrorCode::TimedOut,
+                format!("Timed out waiting for {what}"),
+            ));
+        }
+        let slice = left.map_or(SLEEP_SLICE, |l| l.min(SLEEP_SLICE));
+        platform::wait(self.word(event), seen, Some(slice));
+        Ok(())
+    }
+
+    /// Wakes one side's sleepers if any announced itself (the waker clears the flag).
+    fn wake_sleepers(&self, flag: usize, event: usize) {
+        if self.word(flag).load(Ordering::SeqCst) != 0
+            && self.word(flag).swap(0, Ordering::SeqCst) != 0
+        {
+            self.word(event).fetch_add(1, Ordering::SeqCst);
+            platform::wake(self.word(event), u32::MAX);
+        }
+    }
+}
+
+fn frame_size(length: usize) -> usize {
+    4 + length.next_multiple_of(4)
+}
+
+fn corrupt(what: String) -> Error {
+    Error::new(ErrorCode::Corrupt, format!("Damaged channel: {what}"))
+}
+
+fn closed(name: &str) -> Error {
+    Error::new(
+        ErrorCode::ChannelClosed,
+        format!("Channel {name:?} is closed"),
+    )
+}

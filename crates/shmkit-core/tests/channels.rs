@@ -1,0 +1,213 @@
+//! Channels from Rust: exactly-once delivery between threads, wrap-around, close, damage, and
+//! interoperability with the JavaScript implementation of the same protocol (when the Node
+//! package is built, `node` runs a peer that echoes what Rust sends).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmkit_core::channel::CODEC_BYTES;
+use shmkit_core::{Channel, ErrorCode, Segment};
+
+const READY: Duration = Duration::from_secs(2);
+
+fn unique(label: &str) -> String {
+    format!("core-ch-{label}-{}", std::process::id())
+}
+
+fn message(producer: u32, seq: u32) -> Vec<u8> {
+    let mut bytes = Vec::from(producer.to_le_bytes());
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend(std::iter::repeat_n(seq as u8, (seq % 97) as usize));
+    bytes
+}
+
+#[test]
+fn threads_get_every_message_once_and_in_order_per_producer() {
+    let name = unique("threads");
+    let channel = Arc::new(Channel::create(&name, 512, CODEC_BYTES).unwrap());
+    Segment::unlink(&name).unwrap();
+    const PER_PRODUCER: u32 = 5_000;
+    let producers: Vec<_> = (0..3)
+        .map(|producer| {
+            let channel = channel.clone();
+            std::thread::spawn(move || {
+                for seq in 0..PER_PRODUCER {
+                    channel.send(&message(producer, seq), None).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let channel = channel.clone();
+            std::thread::spawn(move || {
+                let mut seen: HashMap<u32, Vec<u32>> = HashMap::new();
+                loop {
+                    match channel.recv(Some(Duration::from_secs(20))) {
+                        Ok(bytes) => {
+                            let producer = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+                            let seq = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+                            assert_eq!(bytes, message(producer, seq), "whole");
+                            seen.entry(producer).or_default().push(seq);
+                        }
+                        Err(err) if err.code() == ErrorCode::ChannelClosed => return seen,
+                        Err(err) => panic!("{err}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    producers.into_iter().for_each(|p| p.join().unwrap());
+    channel.close();
+    let reports: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+    for producer in 0..3 {
+        let mut all = Vec::new();
+        for report in &reports {
+            let seqs = report.get(&producer).cloned().unwrap_or_default();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "in order per consumer"
+            );
+            all.extend(seqs);
+        }
+        all.sort();
+        assert_eq!(all, (0..PER_PRODUCER).collect::<Vec<_>>(), "exactly once");
+    }
+    assert_eq!(channel.stats().sent, 3 * PER_PRODUCER);
+    assert_eq!(channel.stats().received, 3 * PER_PRODUCER);
+}
+
+#[test]
+fn every_size_around_the_wrap_keeps_its_bytes_and_limits_are_errors() {
+    let name = unique("wrap");
+    let channel = Channel::create(&name, 64, CODEC_BYTES).unwrap();
+    Segment::unlink(&name).unwrap();
+    for round in 0..3u8 {
+        for length in 0..=60usize {
+            let bytes: Vec<u8> = (0..length).map(|i| (i as u8).wrapping_add(round)).collect();
+            assert!(channel.try_send(&bytes).unwrap());
+            assert_eq!(channel.try_recv().unwrap().unwrap(), bytes);
+        }
+    }
+    assert_eq!(channel.try_recv().unwrap(), None);
+    assert_eq!(
+        channel.send(&[0; 61], None).unwrap_err().code(),
+        ErrorCode::OutOfRange
+    );
+    assert!(channel.try_send(&[0; 30]).unwrap());
+    assert!(
+        !channel.try_send(&[0; 30]).unwrap(),
+        "full: no room, nothing dropped"
+    );
+    let full = channel.send(&[0; 30], Some(Duration::from_millis(20)));
+    assert_eq!(full.unwrap_err().code(), ErrorCode::TimedOut);
+    channel.close();
+    assert_eq!(
+        channel.try_send(b"late").unwrap_err().code(),
+        ErrorCode::ChannelClosed
+    );
+    assert_eq!(channel.recv(None).unwrap().len(), 30, "drains after close");
+    assert_eq!(
+        channel.recv(None).unwrap_err().code(),
+        ErrorCode::ChannelClosed
+    );
+}
+
+#[test]
+fn damaged_indices_are_errors() {
+    let name = unique("damage");
+    let channel = Channel::create(&name, 256, CODEC_BYTES).unwrap();
+    let raw = Segment::open(&name, READY).unwrap();
+    Segment::unlink(&name).unwrap();
+    channel.send(b"hello", None).unwrap();
+    raw.word_at(128)
+        .unwrap()
+        .store(3, std::sync::atomic::Ordering::SeqCst); // head not aligned
+    assert_eq!(channel.try_recv().unwrap_err().code(), ErrorCode::Corrupt);
+    raw.word_at(128)
+        .unwrap()
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    raw.word_at(512)
+        .unwrap()
+        .store(u32::MAX, std::sync::atomic::Ordering::SeqCst); // length
+    assert_eq!(channel.try_recv().unwrap_err().code(), ErrorCode::Corrupt);
+    raw.word_at(512)
+        .unwrap()
+        .store(5, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(channel.try_recv().unwrap().unwrap(), b"hello");
+}
+
+/// The repository root, when the Node package is built there.
+fn built_package() -> Option<&'static Path> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .ok()?;
+    let built = root.join("index.js").exists()
+        && std::fs::read_dir(&root)
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".node"));
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (built && node).then(|| &*Box::leak(root.into_boxed_path()))
+}
+
+#[test]
+fn a_javascript_peer_speaks_the_same_protocol() {
+    let Some(root) = built_package() else {
+        eprintln!("skipped: the Node package is not built (npm install) or node is missing");
+        return;
+    };
+    let (ping, pong) = (unique("ping"), unique("pong"));
+    let outbox = Channel::create(&ping, 4096, CODEC_BYTES).unwrap();
+    let inbox = Channel::create(&pong, 4096, CODEC_BYTES).unwrap();
+    // The JS peer echoes every message back until the Rust side closes its outbox.
+    let script = format!(
+        "const {{ Channel }} = require({root:?});
+         const inbox = Channel.open({ping:?}), outbox = Channel.open({pong:?});
+         for (;;) {{
+           let m;
+           try {{ m = inbox.recv({{ timeout: 20000 }}) }} catch (e) {{ if (e.code === 'ERR_SHM_CHANNEL_CLOSED') break; throw e }}
+           outbox.send(m, {{ timeout: 20000 }});
+         }}
+         outbox.close();",
+        root = root.join("index.js"),
+    );
+    let mut peer = Command::new("node").args(["-e", &script]).spawn().unwrap();
+    let sizes: Vec<usize> = (0..600).map(|i| (i * 37) % 1500).collect();
+    let sender = std::thread::spawn(move || {
+        for (i, &size) in sizes.iter().enumerate() {
+            let bytes: Vec<u8> = (0..size).map(|j| (i + j) as u8).collect();
+            outbox.send(&bytes, Some(Duration::from_secs(20))).unwrap();
+        }
+        outbox.close();
+        sizes
+    });
+    let mut echoed = Vec::new();
+    loop {
+        match inbox.recv(Some(Duration::from_secs(20))) {
+            Ok(bytes) => echoed.push(bytes),
+            Err(err) if err.code() == ErrorCode::ChannelClosed => break,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    let sizes = sender.join().unwrap();
+    assert!(peer.wait().unwrap().success());
+    assert_eq!(echoed.len(), sizes.len());
+    for (i, (bytes, size)) in echoed.iter().zip(&sizes).enumerate() {
+        assert_eq!(bytes.len(), *size);
+        assert!(
+            bytes.iter().enumerate().all(|(j, &b)| b == (i + j) as u8),
+            "message {i}"
+        );
+    }
+    Segment::unlink(&ping).unwrap();
+    Segment::unlink(&pong).unwrap();
+}
