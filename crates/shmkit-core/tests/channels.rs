@@ -3,7 +3,7 @@
 //! package is built, `node` runs a peer that echoes what Rust sends).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +141,7 @@ fn damaged_indices_are_errors() {
 }
 
 /// The repository root, when the Node package is built there.
-fn built_package() -> Option<&'static Path> {
+fn built_package() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -156,7 +156,7 @@ fn built_package() -> Option<&'static Path> {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    (built && node).then(|| &*Box::leak(root.into_boxed_path()))
+    (built && node).then_some(root)
 }
 
 #[test]

@@ -103,3 +103,50 @@ proptest! {
         }
     }
 }
+
+/// One channel reused by every case of the ring property below.
+fn fuzz_channel() -> &'static (shmkit_core::Channel, shmkit_core::Segment) {
+    static CHANNEL: std::sync::OnceLock<(shmkit_core::Channel, shmkit_core::Segment)> =
+        std::sync::OnceLock::new();
+    CHANNEL.get_or_init(|| {
+        let name = format!("core-fuzz-ring-{}", std::process::id());
+        let channel = shmkit_core::Channel::create(&name, 256, 0).unwrap();
+        let raw = shmkit_core::Segment::open(&name, Duration::from_secs(1)).unwrap();
+        shmkit_core::Segment::unlink(&name).unwrap();
+        (channel, raw)
+    })
+}
+
+proptest! {
+    /// Arbitrary indices, counters, flags and ring bytes: receiving and sending return data or
+    /// an error (never a panic, an out-of-bounds access or a hang).
+    #[test]
+    fn arbitrary_ring_state_gives_data_or_errors(
+        words in proptest::collection::vec((prop_oneof![Just(16usize), Just(17), Just(18), Just(19), Just(32), Just(33), Just(34), Just(35)], any::<u32>()), 0..8),
+        plausible in proptest::option::of((0u32..64, 0u32..65, 0u32..300)),
+        ring in proptest::collection::vec(any::<u32>(), 64),
+    ) {
+        let (channel, raw) = fuzz_channel();
+        for index in 4..128 {
+            raw.word_at(index * 4).unwrap().store(0, Ordering::SeqCst);
+        }
+        for (i, value) in ring.iter().enumerate() {
+            raw.word_at(512 + i * 4).unwrap().store(*value, Ordering::SeqCst);
+        }
+        for (index, value) in &words {
+            raw.word_at(index * 4).unwrap().store(*value, Ordering::SeqCst);
+        }
+        if let Some((head, used, length)) = plausible {
+            raw.word_at(128).unwrap().store(head * 4, Ordering::SeqCst);
+            raw.word_at(64).unwrap().store(head * 4 + used * 4, Ordering::SeqCst);
+            raw.word_at(512 + (head as usize % 64) * 4).unwrap().store(length, Ordering::SeqCst);
+        }
+        let allowed = |code: ErrorCode| matches!(code, ErrorCode::Corrupt | ErrorCode::ChannelClosed | ErrorCode::TimedOut);
+        for outcome in [channel.try_recv().map(|_| ()), channel.try_send(b"fuzz").map(|_| ()), channel.recv(Some(Duration::from_millis(1))).map(|_| ()), channel.send(b"x", Some(Duration::from_millis(1)))] {
+            if let Err(err) = outcome {
+                prop_assert!(allowed(err.code()), "{err}");
+            }
+        }
+        let _ = channel.stats();
+    }
+}
