@@ -258,7 +258,11 @@ export class Channel<T = unknown> {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#checkOpenForSend()
       if (this.#write(bytes, await lockAsyncUntil(this.#sendLock, deadline, abortSignal))) return
-      await this.#sleepAsync(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, abortSignal, 'room in the channel')
+      const ready = () => this.#hasRoomFor(bytes.length) || this.closed
+      // A short spin first, as in `send`: an awake peer frees room within microseconds, far
+      // sooner than a native waiter could be woken.
+      if (this.#spinUntil(ready)) continue
+      await this.#sleepAsync(CH.SEND_WAITERS, CH.SEND_EVENT, ready, deadline, abortSignal, 'room in the channel')
     }
   }
 
@@ -338,7 +342,9 @@ export class Channel<T = unknown> {
       const message = this.#read(await lockAsyncUntil(this.#recvLock, deadline, abortSignal))
       if (message !== undefined) return message
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
-      await this.#sleepAsync(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, abortSignal, 'a message')
+      const ready = () => this.bytesInFlight !== 0 || this.closed
+      if (this.#spinUntil(ready)) continue // as in `sendAsync`
+      await this.#sleepAsync(CH.RECV_WAITERS, CH.RECV_EVENT, ready, deadline, abortSignal, 'a message')
     }
   }
 
