@@ -1,5 +1,5 @@
 //! shmkit-core: named shared-memory segments with a versioned header, an inter-process mutex
-//! that survives its holder's death, cross-process wait/notify, and (later) channels.
+//! that survives its holder's death, cross-process wait/notify, and channels.
 //!
 //! Plain Rust with no Node.js in it: the napi binding at the repository root is a thin layer over
 //! this crate, and Rust programs can use it directly.
@@ -40,3 +40,8 @@ pub use mutex::MutexStats;
 pub use mutex::{Acquired, MutexCell, MUTEX_ALIGN, MUTEX_SIZE};
 pub use platform::{current_thread, Liveness, ThreadIdentity, WaitOutcome};
 pub use segment::{CreateOptions, Segment, SegmentReport, DEFAULT_MODE, MAX_DATA_SIZE};
+
+// The README's example is compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
