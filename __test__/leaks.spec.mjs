@@ -1,6 +1,6 @@
 // Resources come back: after thousands of segments and channels opened and closed, with locks,
 // async lock waiters and async waits in between, file descriptors, mappings and threads return
-// to their baseline.
+// to their baseline (threads once the waiter pool's idle threads have expired).
 import test from 'ava'
 
 import { runFixture } from './helpers.mjs'

@@ -12,4 +12,5 @@ mod errors;
 mod introspection;
 mod segment;
 mod timeouts;
+mod waiter_pool;
 mod waiting;

@@ -1,9 +1,9 @@
 //! Asynchronous waiting without the libuv thread pool.
 //!
-//! Each pending `lockAsync`/`waitAsync` that cannot complete at once gets a dedicated native
-//! thread with a small stack: it sleeps on the shared word (in slices of at most 50 ms, so a
-//! cancelled request is noticed), then settles the JavaScript promise through a threadsafe
-//! function. The libuv pool, which `fs`, `crypto` and `zlib` share, is never used, so any number
+//! Each pending `lockAsync`/`waitAsync` that cannot complete at once runs on a native waiter
+//! thread of its own (from `waiter_pool`, which keeps finished threads for the next waits): it
+//! sleeps on the shared word (in slices of at most 50 ms, so a cancelled request is noticed),
+//! then settles the JavaScript promise through a threadsafe function. The libuv pool, which `fs`, `crypto` and `zlib` share, is never used, so any number
 //! of pending waiters leaves them at full speed. A cancelled or timed-out request never leaks a
 //! lock: whichever of "acquired" and "cancelled" happens first wins a CAS on the request state,
 //! and the loser undoes its side (see `Request`).
@@ -16,9 +16,7 @@ use napi::JsDeferred;
 use napi_derive::napi;
 
 use crate::errors::{coded, Code};
-
-/// Stack of a waiter thread: it only runs the wait loop and a few syscalls.
-const WAITER_STACK_SIZE: usize = 128 * 1024;
+use crate::waiter_pool;
 
 const PENDING: u8 = 0;
 const COMPLETED: u8 = 1;
@@ -79,7 +77,7 @@ impl WaitToken {
 
 type Resolver = Box<dyn FnOnce(Env) -> napi::Result<String> + Send>;
 
-/// Runs `work` on a new waiter thread and returns a promise of the string it produces.
+/// Runs `work` on a waiter thread and returns a promise of the string it produces.
 pub fn spawn_waiter<'env>(
     env: &'env Env,
     work: impl FnOnce() -> String + Send + 'static,
@@ -87,13 +85,10 @@ pub fn spawn_waiter<'env>(
     let (deferred, promise): (JsDeferred<String, Resolver>, Object<'env>) =
         env.create_deferred()
             .map_err(|e| coded("ERR_SHM_NAPI", e.reason.clone()))?;
-    std::thread::Builder::new()
-        .name("shmkit-waiter".into())
-        .stack_size(WAITER_STACK_SIZE)
-        .spawn(move || {
-            let outcome = work();
-            deferred.resolve(Box::new(move |_env| Ok(outcome)));
-        })
-        .map_err(|e| coded("EAGAIN", format!("Cannot start a waiter thread: {e}")))?;
+    waiter_pool::run(Box::new(move || {
+        let outcome = work();
+        deferred.resolve(Box::new(move |_env| Ok(outcome)));
+    }))
+    .map_err(|e| coded("EAGAIN", format!("Cannot start a waiter thread: {e}")))?;
     Ok(promise)
 }
