@@ -282,3 +282,20 @@ test('a side lock held by a live process that never lets go costs a timeout, nev
   words[sendLockState] = 0
   t.true(channel.trySend('x'), 'works again once the lock word is sane')
 })
+
+test('worker threads of one process produce into a channel: exactly once, in order per producer', async (t) => {
+  const channel = freshChannel(t, { capacity: 1024, codec: 'json' })
+  const count = 3000
+  const script = new URL('./fixtures/channel-worker-producer.mjs', import.meta.url)
+  const { Worker } = await import('node:worker_threads')
+  const workers = [0, 1, 2].map((producer) => new Worker(script, { workerData: { name: channel.name, producer, count } }))
+  const done = Promise.all(workers.map((w) => new Promise((resolve, reject) => w.on('exit', resolve).on('error', reject))))
+  const seen = [[], [], []]
+  for (let i = 0; i < 3 * count; i++) {
+    const { producer, seq } = await channel.recvAsync({ timeout: 20_000 })
+    seen[producer].push(seq)
+  }
+  t.deepEqual(await done, [0, 0, 0])
+  for (const seqs of seen) t.deepEqual(seqs, Array.from({ length: count }, (_, i) => i))
+  t.is(channel.tryRecv(), undefined)
+})
