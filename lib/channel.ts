@@ -89,6 +89,17 @@ const SPIN_MICROSECONDS = 50
 /** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
 const SLEEP_SLICE_MS = 1000
 
+/** Text to send, with its UTF-8 length (known before it is written into the ring). */
+class EncodedText {
+  readonly length: number
+  constructor(readonly text: string) {
+    this.length = Buffer.byteLength(text, 'utf8')
+  }
+}
+
+/** A message ready to send: bytes, or text encoded on the way into the ring. */
+type Encoded = Uint8Array | EncodedText
+
 /** What `#take` returns for an empty channel (distinct from any decoded message). */
 const EMPTY = Symbol('empty')
 /** What `#read` gets for a message that does not decode with the channel's codec. */
@@ -392,33 +403,37 @@ export class Channel<T = unknown> {
     if (this.closed) throw channelClosed(this.name)
   }
 
-  #encode(data: unknown): Uint8Array {
-    let bytes: Uint8Array
+  /**
+   * Encodes `data` with the channel's codec. Text (strings, JSON) stays a string: it is encoded
+   * as UTF-8 straight into the ring when sent, with no intermediate buffer.
+   */
+  #encode(data: unknown): Encoded {
+    let encoded: Encoded
     switch (this.#codec) {
       case 'bytes':
-        if (typeof data === 'string') bytes = utf8Encoder.encode(data)
-        else if (data instanceof Uint8Array) bytes = data
-        else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        if (typeof data === 'string') encoded = new EncodedText(data)
+        else if (data instanceof Uint8Array) encoded = data
+        else if (ArrayBuffer.isView(data)) encoded = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
         else throw typeError('data', 'a Uint8Array, a Buffer or a string', data)
         break
       case 'string':
         if (typeof data !== 'string') throw typeError('data', 'of type string', data)
-        bytes = utf8Encoder.encode(data)
+        encoded = new EncodedText(data)
         break
       case 'json': {
         const text = JSON.stringify(data)
         if (text === undefined) throw typeError('data', 'a JSON-serialisable value', data)
-        bytes = utf8Encoder.encode(text)
+        encoded = new EncodedText(text)
         break
       }
       case 'v8':
-        bytes = serialize(data)
+        encoded = serialize(data)
         break
     }
-    if (bytes.length > this.#capacity - 4) {
-      throw rangeError('data', `at most ${this.#capacity - 4} bytes once encoded (the channel's capacity minus 4)`, bytes.length)
+    if (encoded.length > this.#capacity - 4) {
+      throw rangeError('data', `at most ${this.#capacity - 4} bytes once encoded (the channel's capacity minus 4)`, encoded.length)
     }
-    return bytes
+    return encoded
   }
 
   /** Decodes a message; `inRing` views must be copied (the ring slot is about to be reused). */
@@ -448,8 +463,8 @@ export class Channel<T = unknown> {
   }
 
   /** Appends one message under the send lock; false if there is no room. */
-  #write(bytes: Uint8Array, lock: SideLock): boolean {
-    return this.#append(bytes.length, bytes, lock)
+  #write(encoded: Encoded, lock: SideLock): boolean {
+    return this.#append(encoded.length, encoded, lock)
   }
 
   /**
@@ -457,7 +472,7 @@ export class Channel<T = unknown> {
    * here), copies `content` in (or has `content(payloadPosition)` write it), then publishes it.
    * If writing throws, nothing is published.
    */
-  #append(length: number, content: Uint8Array | ((payload: number) => void), lock: SideLock): boolean {
+  #append(length: number, content: Encoded | ((payload: number) => void), lock: SideLock): boolean {
     const words = this.#words
     const raw = typeof lock === 'number'
     if (raw) this.#sendLock.acquire(lock)
@@ -468,8 +483,10 @@ export class Channel<T = unknown> {
       if (this.#capacity - used < need) return false
       const start = tail & this.#mask
       this.#ringWords[start >>> 2] = length
-      if (typeof content === 'function') content((start + 4) & this.#mask)
-      else this.#copyIn(content, (start + 4) & this.#mask)
+      const payload = (start + 4) & this.#mask
+      if (typeof content === 'function') content(payload)
+      else if (content instanceof EncodedText) this.#textIn(content, payload)
+      else this.#copyIn(content, payload)
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       this.#advance(CH.TAIL, CH.SENT, tail + need)
     } finally {
@@ -485,6 +502,12 @@ export class Channel<T = unknown> {
     const words = this.#words
     Atomics.store(words, indexOffset / 4, index >>> 0)
     words[counterOffset / 4] = (words[counterOffset / 4]! + 1) >>> 0
+  }
+
+  /** Encodes `text` into the ring at `payload` (through a temporary only if the slot wraps). */
+  #textIn(text: EncodedText, payload: number): void {
+    if (payload + text.length <= this.#capacity) utf8Encoder.encodeInto(text.text, this.#ring.subarray(payload, payload + text.length))
+    else this.#copyIn(utf8Encoder.encode(text.text), payload)
   }
 
   /** Copies `bytes` into the ring at `payload`, wrapping at the end. */
