@@ -1,21 +1,13 @@
 // Channels: cross-process message queues in a shared-memory ring (docs/CHANNELS.md).
 
-import { deserialize, serialize } from 'node:v8'
-
-import { AbortError, coded, describe, rangeError, stateError, timedOut, typeError, type ShmkitError } from './errors'
+import { CH, CHANNEL_MAGIC, CHANNEL_VERSION, MAX_CAPACITY, MIN_CAPACITY, channelStats, type ChannelStats } from './channel-layout'
+import { CODECS, EncodedText, decodeMessage, encodeMessage, utf8Encoder, validateCodec, type Codec, type Encoded } from './codec'
+import { AbortError, coded, stateError, timedOut, typeError, type ShmkitError } from './errors'
 import { CONSTRUCT, KIND_CHANNEL } from './internal'
 import { Mutex, lockTimeout, type LockGuard } from './mutex'
 import { Segment, type OpenOptions } from './segment'
 import { validateBoolean, validateInteger, validateMode, validateName, validateOptions, validateSignal, validateTimeout } from './validate'
 import { deadlineOf, remainingMs } from './waiting'
-
-/**
- * How channel messages are encoded: `'bytes'` (send `Uint8Array`/`Buffer`/string, receive a
- * `Uint8Array`), `'string'` (UTF-8 strings), `'json'` (JSON values) or `'v8'` (structured-clone
- * values, via `v8.serialize`).
- */
-export type Codec = 'bytes' | 'string' | 'json' | 'v8'
-const CODECS: readonly Codec[] = ['bytes', 'string', 'json', 'v8']
 
 export interface ChannelCreateOptions {
   /** Ring bytes, rounded up to a power of two, 64 to 2^30. Each message takes 4 + its length rounded up to 4. */
@@ -25,18 +17,6 @@ export interface ChannelCreateOptions {
   mode?: number
   /** As for segments: remove the channel when the last process that has it open closes it or dies. */
   autoUnlink?: boolean
-}
-
-/** A snapshot of a channel's traffic. */
-export interface ChannelStats {
-  /** Messages sent so far, and received (both wrap at 2^32). */
-  sent: number
-  received: number
-  /** Messages and bytes (with their 4-byte headers) waiting to be read. */
-  messagesInFlight: number
-  bytesInFlight: number
-  capacity: number
-  closed: boolean
 }
 
 export interface ChannelOpenOptions extends OpenOptions {
@@ -54,32 +34,6 @@ export interface AsyncOptions extends SendOptions {
 }
 
 /**
- * Data-area layout of a channel (byte offsets; docs/CHANNELS.md). Producers and consumers each
- * own a cache line of indices, so the two sides do not bounce one line between them.
- */
-const CH = {
-  READY: 0, // u32: CHANNEL_MAGIC once the creator wrote this block
-  VERSION: 4, // u32: CHANNEL_VERSION
-  CAPACITY: 8, // u32: ring bytes, a power of two
-  CODEC: 12, // u32: index into CODECS
-  CLOSED: 16, // u32: 1 once closed
-  TAIL: 64, // u32: end of the published messages (free-running, wraps at 2^32)
-  RECV_WAITERS: 68, // u32: 1 when a consumer may be asleep; cleared by the producer that wakes it
-  RECV_EVENT: 72, // u32: bumped to wake consumers (new message, close)
-  SENT: 76, // u32: messages published (wraps), bumped under the send lock
-  HEAD: 128, // u32: start of the unread messages (free-running)
-  SEND_WAITERS: 132, // u32: 1 when a producer may be asleep waiting for room; cleared on wake
-  SEND_EVENT: 136, // u32: bumped to wake producers (room freed, close)
-  RECEIVED: 140, // u32: messages consumed (wraps), bumped under the receive lock
-  SEND_LOCK: 192, // Mutex: serialises producers
-  RECV_LOCK: 256, // Mutex: serialises consumers
-  RING: 512, // the ring itself
-} as const
-const CHANNEL_MAGIC = 0x6c6e6863 // "chnl"
-const CHANNEL_VERSION = 1
-const MIN_CAPACITY = 64
-const MAX_CAPACITY = 2 ** 30
-/**
  * How long `trySend`/`tryRecv` wait for the side's lock: peers hold it for microseconds, so only
  * a stalled (e.g. stopped) holder makes them give up, with `ETIMEDOUT`.
  */
@@ -89,38 +43,16 @@ const SPIN_MICROSECONDS = 50
 /** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
 const SLEEP_SLICE_MS = 1000
 
-/** Text to send, with its UTF-8 length (known before it is written into the ring). */
-class EncodedText {
-  readonly length: number
-  constructor(readonly text: string) {
-    this.length = Buffer.byteLength(text, 'utf8')
-  }
-}
-
-/** A message ready to send: bytes, or text encoded on the way into the ring. */
-type Encoded = Uint8Array | EncodedText
-
 /** What `#take` returns for an empty channel (distinct from any decoded message). */
 const EMPTY = Symbol('empty')
 /** What `#read` gets for a message that does not decode with the channel's codec. */
 const UNDECODABLE = Symbol('undecodable')
-const utf8Encoder = new TextEncoder()
-const utf8Decoder = new TextDecoder()
-
 function corrupt(what: string): Error & ShmkitError {
   return stateError('ERR_SHM_CORRUPT', `Damaged channel: ${what}`)
 }
 
 function channelClosed(name: string): Error & ShmkitError {
   return stateError('ERR_SHM_CHANNEL_CLOSED', `Channel "${name}" is closed`)
-}
-
-function validateCodec(value: unknown, name: string): Codec | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'string' || !CODECS.includes(value as Codec)) {
-    throw coded(new TypeError(`The "${name}" option must be one of ${CODECS.join(', ')}. Received ${describe(value)}`), 'ERR_INVALID_ARG_VALUE')
-  }
-  return value as Codec
 }
 
 function roundUpToPowerOfTwo(value: number): number {
@@ -242,14 +174,14 @@ export class Channel<T = unknown> {
 
   /** Sends `data` if there is room now; returns false if the channel is full. */
   trySend(data: T | Uint8Array | string): boolean {
-    const bytes = this.#encode(data)
+    const bytes = encodeMessage(this.#codec, data, this.#capacity - 4)
     this.#checkOpenForSend()
     return this.#write(bytes, TRY_LOCK_MS)
   }
 
   /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
   send(data: T | Uint8Array | string, options?: SendOptions): void {
-    const bytes = this.#encode(data)
+    const bytes = encodeMessage(this.#codec, data, this.#capacity - 4)
     const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
     for (;;) {
       this.#checkOpenForSend()
@@ -261,7 +193,7 @@ export class Channel<T = unknown> {
 
   /** `send` without blocking the event loop; rejects with `ETIMEDOUT` or `AbortError`. */
   async sendAsync(data: T | Uint8Array | string, options?: AsyncOptions): Promise<void> {
-    const bytes = this.#encode(data)
+    const bytes = encodeMessage(this.#codec, data, this.#capacity - 4)
     const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
     const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
     const abortSignal = validateSignal(signal)
@@ -403,53 +335,6 @@ export class Channel<T = unknown> {
     if (this.closed) throw channelClosed(this.name)
   }
 
-  /**
-   * Encodes `data` with the channel's codec. Text (strings, JSON) stays a string: it is encoded
-   * as UTF-8 straight into the ring when sent, with no intermediate buffer.
-   */
-  #encode(data: unknown): Encoded {
-    let encoded: Encoded
-    switch (this.#codec) {
-      case 'bytes':
-        if (typeof data === 'string') encoded = new EncodedText(data)
-        else if (data instanceof Uint8Array) encoded = data
-        else if (ArrayBuffer.isView(data)) encoded = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-        else throw typeError('data', 'a Uint8Array, a Buffer or a string', data)
-        break
-      case 'string':
-        if (typeof data !== 'string') throw typeError('data', 'of type string', data)
-        encoded = new EncodedText(data)
-        break
-      case 'json': {
-        const text = JSON.stringify(data)
-        if (text === undefined) throw typeError('data', 'a JSON-serialisable value', data)
-        encoded = new EncodedText(text)
-        break
-      }
-      case 'v8':
-        encoded = serialize(data)
-        break
-    }
-    if (encoded.length > this.#capacity - 4) {
-      throw rangeError('data', `at most ${this.#capacity - 4} bytes once encoded (the channel's capacity minus 4)`, encoded.length)
-    }
-    return encoded
-  }
-
-  /** Decodes a message; `inRing` views must be copied (the ring slot is about to be reused). */
-  #decode(view: Uint8Array, inRing: boolean): T {
-    switch (this.#codec) {
-      case 'bytes':
-        return (inRing ? view.slice() : view) as T
-      case 'string':
-        return utf8Decoder.decode(view) as T
-      case 'json':
-        return JSON.parse(utf8Decoder.decode(view)) as T
-      case 'v8':
-        return deserialize(view) as T
-    }
-  }
-
   #usedBytes(head: number, tail: number): number {
     const used = (tail - head) >>> 0
     if (used > this.#capacity || (used & 3) !== 0 || (head & 3) !== 0) throw corrupt(`indices head=${head} tail=${tail}`)
@@ -574,7 +459,7 @@ export class Channel<T = unknown> {
   /** `#decode`, turning a failure into `UNDECODABLE` so `#take` still consumes the message. */
   readonly #decodeOrMark = (view: Uint8Array, inRing: boolean): T | typeof UNDECODABLE => {
     try {
-      return this.#decode(view, inRing)
+      return decodeMessage<T>(this.#codec, view, inRing)
     } catch (error) {
       this.#decodeFailure = error
       return UNDECODABLE
@@ -632,24 +517,6 @@ export class Channel<T = unknown> {
     const left = remainingMs(deadline)
     if (left === 0) throw timedOut(what)
     await this.#segment.waitAsync(eventOffset, event, left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS), signal === undefined ? undefined : { signal })
-  }
-}
-
-/**
- * Channel statistics from its control block's words (a channel's first data words, as
- * `Segment.inspect(name).dataWords` also reports them).
- */
-export function channelStats(words: ArrayLike<number>): ChannelStats {
-  const word = (offset: number) => (words[offset / 4] ?? 0) >>> 0
-  const sent = word(CH.SENT)
-  const received = word(CH.RECEIVED)
-  return {
-    sent,
-    received,
-    messagesInFlight: (sent - received) >>> 0,
-    bytesInFlight: (word(CH.TAIL) - word(CH.HEAD)) >>> 0,
-    capacity: word(CH.CAPACITY),
-    closed: word(CH.CLOSED) !== 0,
   }
 }
 
