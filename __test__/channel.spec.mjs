@@ -299,3 +299,15 @@ test('worker threads of one process produce into a channel: exactly once, in ord
   for (const seqs of seen) t.deepEqual(seqs, Array.from({ length: count }, (_, i) => i))
   t.is(channel.tryRecv(), undefined)
 })
+
+test('a v8 message that is undefined is received as such, not taken for "no message"', async (t) => {
+  // Regression: recv consumed such a message, then waited as if the channel were empty.
+  const channel = freshChannel(t, { capacity: 256, codec: 'v8' })
+  channel.send(undefined)
+  channel.send('after')
+  t.is(channel.recv({ timeout: 1000 }), undefined)
+  t.is(channel.recv({ timeout: 1000 }), 'after')
+  channel.send(undefined)
+  t.is(await channel.recvAsync({ timeout: 1000 }), undefined)
+  t.is(channel.bytesInFlight, 0)
+})

@@ -252,10 +252,14 @@ export class Channel<T = unknown> {
     }
   }
 
-  /** Receives the next message if one is there; otherwise `undefined` at once. */
+  /**
+   * Receives the next message if one is there; otherwise `undefined` at once (with the v8 codec,
+   * a message that is itself `undefined` looks the same: use `recv` to tell them apart).
+   */
   tryRecv(): T | undefined {
     this.#segment.assertOpen()
-    return this.#read(TRY_LOCK_MS)
+    const message = this.#read(TRY_LOCK_MS)
+    return message === EMPTY ? undefined : message
   }
 
   /**
@@ -267,7 +271,7 @@ export class Channel<T = unknown> {
     for (;;) {
       this.#segment.assertOpen()
       const message = this.#read(remainingMs(deadline))
-      if (message !== undefined) return message
+      if (message !== EMPTY) return message
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
       this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
@@ -283,7 +287,7 @@ export class Channel<T = unknown> {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#segment.assertOpen()
       const message = this.#read(await lockAsyncUntil(this.#recvLock, deadline, abortSignal))
-      if (message !== undefined) return message
+      if (message !== EMPTY) return message
       if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
       const ready = () => this.bytesInFlight !== 0 || this.closed
       if (this.#spinUntil(ready)) continue // as in `sendAsync`
@@ -438,13 +442,13 @@ export class Channel<T = unknown> {
   }
 
   /**
-   * Takes one decoded message; `undefined` if there is none. A message that does not decode
+   * Takes one decoded message; `EMPTY` if there is none (a message may decode to `undefined`,
+   * with the v8 codec, so that cannot mean "none"). A message that does not decode
    * (written by a buggy peer, or scribbled over) is consumed and reported as `ERR_SHM_CORRUPT`,
    * so one bad message cannot wedge every receiver.
    */
-  #read(lock: SideLock): T | undefined {
+  #read(lock: SideLock): T | typeof EMPTY {
     const message = this.#take(this.#decodeOrMark, lock)
-    if (message === EMPTY) return undefined
     if (message === UNDECODABLE) {
       const cause = this.#decodeFailure
       this.#decodeFailure = undefined
