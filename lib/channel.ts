@@ -4,9 +4,9 @@ import { CH, CHANNEL_MAGIC, CHANNEL_VERSION, MAX_CAPACITY, MIN_CAPACITY, channel
 import { CODECS, EncodedText, decodeMessage, encodeMessage, utf8Encoder, validateCodec, type Codec, type Encoded } from './codec'
 import { AbortError, coded, stateError, timedOut, typeError, type ShmkitError } from './errors'
 import { CONSTRUCT, KIND_CHANNEL } from './internal'
-import { Mutex, lockTimeout, type LockGuard } from './mutex'
+import { Mutex, type LockGuard } from './mutex'
 import { Segment, type OpenOptions } from './segment'
-import { validateBoolean, validateInteger, validateMode, validateName, validateOptions, validateSignal, validateTimeout } from './validate'
+import { timeoutOption, validateBoolean, validateInteger, validateMode, validateName, validateOptions, validateSignal, validateTimeout } from './validate'
 import { deadlineOf, remainingMs } from './waiting'
 
 export interface ChannelCreateOptions {
@@ -181,14 +181,8 @@ export class Channel<T = unknown> {
 
   /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
   send(data: T | Uint8Array | string, options?: SendOptions): void {
-    const bytes = encodeMessage(this.#codec, data, this.#capacity - 4)
-    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
-    for (;;) {
-      this.#checkOpenForSend()
-      if (this.#write(bytes, remainingMs(deadline))) return
-      if (this.#spinUntil(() => this.#hasRoomFor(bytes.length))) continue
-      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(bytes.length) || this.closed, deadline, 'room in the channel')
-    }
+    const encoded = encodeMessage(this.#codec, data, this.#capacity - 4)
+    this.#appendWaiting(encoded.length, encoded, deadlineOf(timeoutOption(options)))
   }
 
   /** `send` without blocking the event loop; rejects with `ETIMEDOUT` or `AbortError`. */
@@ -218,19 +212,14 @@ export class Channel<T = unknown> {
   sendWith(byteLength: number, fill: (target: Uint8Array) => void, options?: SendOptions): void {
     const length = validateInteger(byteLength, 'byteLength', 0, this.#capacity - 4)
     if (typeof fill !== 'function') throw typeError('fill', 'of type function', fill)
-    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
+    const deadline = deadlineOf(timeoutOption(options))
     const put = (payload: number) => {
       if (payload + length <= this.#capacity) return fill(this.#ring.subarray(payload, payload + length))
       const staging = new Uint8Array(length)
       fill(staging)
       this.#copyIn(staging, payload)
     }
-    for (;;) {
-      this.#checkOpenForSend()
-      if (this.#append(length, put, remainingMs(deadline))) return
-      if (this.#spinUntil(() => this.#hasRoomFor(length))) continue
-      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, () => this.#hasRoomFor(length) || this.closed, deadline, 'room in the channel')
-    }
+    this.#appendWaiting(length, put, deadline)
   }
 
   /**
@@ -241,15 +230,8 @@ export class Channel<T = unknown> {
    */
   recvWith<R>(use: (view: Uint8Array) => R, options?: SendOptions): R {
     if (typeof use !== 'function') throw typeError('use', 'of type function', use)
-    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
-    for (;;) {
-      this.#segment.assertOpen()
-      const result = this.#take((view) => use(view), remainingMs(deadline))
-      if (result !== EMPTY) return result
-      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
-      if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
-      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
-    }
+    const deadline = deadlineOf(timeoutOption(options))
+    return this.#takeWaiting((lockMs) => this.#take((view) => use(view), lockMs), deadline)
   }
 
   /**
@@ -267,15 +249,7 @@ export class Channel<T = unknown> {
    * `ERR_SHM_CHANNEL_CLOSED` once the channel is closed and drained.
    */
   recv(options?: SendOptions): T {
-    const deadline = deadlineOf(options === undefined ? -1 : lockTimeout(options))
-    for (;;) {
-      this.#segment.assertOpen()
-      const message = this.#read(remainingMs(deadline))
-      if (message !== EMPTY) return message
-      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
-      if (this.#spinUntil(() => this.bytesInFlight !== 0 || this.closed)) continue
-      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, () => this.bytesInFlight !== 0 || this.closed, deadline, 'a message')
-    }
+    return this.#takeWaiting(this.#readAttempt, deadlineOf(timeoutOption(options)))
   }
 
   /** `recv` without blocking the event loop; rejects with `ETIMEDOUT`, `AbortError` or `ERR_SHM_CHANNEL_CLOSED`. */
@@ -334,6 +308,35 @@ export class Channel<T = unknown> {
     this.disconnect()
   }
 
+  /** Appends one message (see `#append`), waiting for room until `deadline`: `send`, `sendWith`. */
+  #appendWaiting(length: number, content: Encoded | ((payload: number) => void), deadline: number): void {
+    let ready // made only once the channel turns out to be full: this is the hot path
+    for (;;) {
+      this.#checkOpenForSend()
+      if (this.#append(length, content, remainingMs(deadline))) return
+      ready ??= () => this.#hasRoomFor(length) || this.closed
+      if (this.#spinUntil(ready)) continue
+      this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, ready, deadline, 'room in the channel')
+    }
+  }
+
+  /**
+   * Runs `attempt(lockTimeoutMs)` (one `#take`) until it finds a message, waiting for one until
+   * `deadline`; `ERR_SHM_CHANNEL_CLOSED` once closed and drained: `recv`, `recvWith`.
+   */
+  #takeWaiting<R>(attempt: (lockMs: number) => R | typeof EMPTY, deadline: number): R {
+    let ready // made only once the channel turns out to be empty: this is the hot path
+    for (;;) {
+      this.#segment.assertOpen()
+      const result = attempt(remainingMs(deadline))
+      if (result !== EMPTY) return result
+      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
+      ready ??= () => this.bytesInFlight !== 0 || this.closed
+      if (this.#spinUntil(ready)) continue
+      this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, ready, deadline, 'a message')
+    }
+  }
+
   #checkOpenForSend(): void {
     this.#segment.assertOpen()
     if (this.closed) throw channelClosed(this.name)
@@ -346,9 +349,8 @@ export class Channel<T = unknown> {
   }
 
   #hasRoomFor(length: number): boolean {
-    const words = this.#words
-    const used = (Atomics.load(words, CH.TAIL / 4) - Atomics.load(words, CH.HEAD / 4)) >>> 0
-    return used <= this.#capacity && this.#capacity - used >= 4 + ((length + 3) & ~3)
+    const used = this.bytesInFlight
+    return used <= this.#capacity && this.#capacity - used >= frameSize(length)
   }
 
   /** Appends one message under the send lock; false if there is no room. */
@@ -363,12 +365,11 @@ export class Channel<T = unknown> {
    */
   #append(length: number, content: Encoded | ((payload: number) => void), lock: SideLock): boolean {
     const words = this.#words
-    const raw = typeof lock === 'number'
-    if (raw) this.#sendLock.acquire(lock)
+    holdSide(this.#sendLock, lock)
     try {
       const tail = Atomics.load(words, CH.TAIL / 4)
       const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
-      const need = 4 + ((length + 3) & ~3)
+      const need = frameSize(length)
       if (this.#capacity - used < need) return false
       const start = tail & this.#mask
       this.#ringWords[start >>> 2] = length
@@ -379,8 +380,7 @@ export class Channel<T = unknown> {
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       this.#advance(CH.TAIL, CH.SENT, tail + need)
     } finally {
-      if (raw) this.#sendLock.releaseInFlight()
-      else lock.unlock()
+      releaseSide(this.#sendLock, lock)
     }
     this.#wakeSleepers(CH.RECV_WAITERS, CH.RECV_EVENT)
     return true
@@ -412,8 +412,7 @@ export class Channel<T = unknown> {
    */
   #take<R>(use: (view: Uint8Array, ring: boolean) => R, lock: SideLock): R | typeof EMPTY {
     const words = this.#words
-    const raw = typeof lock === 'number'
-    if (raw) this.#recvLock.acquire(lock)
+    holdSide(this.#recvLock, lock)
     let result: R
     try {
       const head = Atomics.load(words, CH.HEAD / 4)
@@ -421,7 +420,7 @@ export class Channel<T = unknown> {
       if (used === 0) return EMPTY
       const start = head & this.#mask
       const length = this.#ringWords[start >>> 2]!
-      const size = 4 + ((length + 3) & ~3)
+      const size = frameSize(length)
       if (length > this.#capacity - 4 || size > used) throw corrupt(`message length ${length} with ${used} bytes in flight`)
       const payload = (start + 4) & this.#mask
       if (payload + length <= this.#capacity) result = use(this.#ring.subarray(payload, payload + length), true)
@@ -434,8 +433,7 @@ export class Channel<T = unknown> {
       // SYNC POINT (consume): the message is used before its bytes are handed back.
       this.#advance(CH.HEAD, CH.RECEIVED, head + size)
     } finally {
-      if (raw) this.#recvLock.releaseInFlight()
-      else lock.unlock()
+      releaseSide(this.#recvLock, lock)
     }
     this.#wakeSleepers(CH.SEND_WAITERS, CH.SEND_EVENT)
     return result
@@ -456,6 +454,9 @@ export class Channel<T = unknown> {
     }
     return message
   }
+
+  /** `#read` as a value made once, for `recv`'s hot path. */
+  readonly #readAttempt = (lockMs: number): T | typeof EMPTY => this.#read(lockMs)
 
   /** Why the last message failed to decode (set by `#decodeOrMark`, read by `#read`). */
   #decodeFailure: unknown
@@ -530,6 +531,22 @@ export class Channel<T = unknown> {
  * fewer allocations per message).
  */
 type SideLock = LockGuard | number
+
+/** Takes a side's lock as `lock` says (a guard is already held). */
+function holdSide(mutex: Mutex, lock: SideLock): void {
+  if (typeof lock === 'number') mutex.acquire(lock)
+}
+
+/** Releases what `holdSide` took (or the guard). Plain functions: no closure per message. */
+function releaseSide(mutex: Mutex, lock: SideLock): void {
+  if (typeof lock === 'number') mutex.releaseInFlight()
+  else lock.unlock()
+}
+
+/** Bytes a message of `length` bytes occupies in the ring: a 4-byte length, then padded to 4. */
+function frameSize(length: number): number {
+  return 4 + ((length + 3) & ~3)
+}
 
 /** Takes `mutex` without blocking the event loop, by `deadline` (see `deadlineOf`). */
 async function lockAsyncUntil(mutex: Mutex, deadline: number, signal: AbortSignal | undefined): Promise<LockGuard> {

@@ -6,7 +6,7 @@ import { AbortError, coded, stateError, timedOut, typeError } from './errors'
 import { CONSTRUCT } from './internal'
 import { currentThreadIdentity } from './native'
 import { Segment, type MutexStats } from './segment'
-import { validateOffset, validateOptions, validateSignal, validateTimeout } from './validate'
+import { timeoutOption, validateOffset, validateOptions, validateSignal, validateTimeout } from './validate'
 import { nativeWait } from './waiting'
 
 /** Native cell handle of the header mutex; placed mutexes use their data offset. */
@@ -21,10 +21,6 @@ const OWNER_START_LO = 4
 const OWNER_START_HI = 5
 const ACQUISITIONS = 6
 
-export function lockTimeout(options: unknown): number {
-  const { timeout } = validateOptions<LockOptions>(options, 'options', ['timeout'], false)
-  return validateTimeout(timeout, 'options.timeout')
-}
 
 /** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
 const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI, THREAD_PID] = currentThreadIdentity().map((v) => v | 0) as [
@@ -91,7 +87,13 @@ export class Mutex {
 
   /** Blocks this thread until the lock is taken; throws `ETIMEDOUT` after `options.timeout` ms. */
   lock(options?: LockOptions): LockGuard {
-    return this.lockFor(options === undefined ? -1 : lockTimeout(options))
+    const timeoutMs = timeoutOption(options)
+    if (this.#life.closed) this.#segment.assertOpen()
+    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
+      this.#recordOwner()
+      return this.#guard(false)
+    }
+    return this.#guard(this.#segment.native.lock(this.#cell, timeoutMs))
   }
 
   /**
@@ -102,16 +104,6 @@ export class Mutex {
     if (this.#life.closed) this.#segment.assertOpen()
     if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) this.#recordOwner()
     else this.#segment.native.lock(this.#cell, timeoutMs)
-  }
-
-  /** @internal `lock` with a validated timeout in ms (-1: none), for shmkit's own hot paths. */
-  lockFor(timeoutMs: number): LockGuard {
-    if (this.#life.closed) this.#segment.assertOpen()
-    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
-      this.#recordOwner()
-      return this.#guard(false)
-    }
-    return this.#guard(this.#segment.native.lock(this.#cell, timeoutMs))
   }
 
   #guard(ownerDied: boolean): LockGuard {

@@ -58,6 +58,16 @@ export function validateTimeout(value: unknown, name = 'timeout'): number {
   return value
 }
 
+/**
+ * The timeout of an `{ timeout? }` options object (lock, send, recv), in ms or -1 for none.
+ * `undefined` options take the fast path: these calls sit on hot paths.
+ */
+export function timeoutOption(options: unknown): number {
+  if (options === undefined) return -1
+  const { timeout } = validateOptions<{ timeout?: number }>(options, 'options', ['timeout'], false)
+  return validateTimeout(timeout, 'options.timeout')
+}
+
 export function validateBoolean(value: unknown, name: string, fallback = false): boolean {
   if (value === undefined) return fallback
   if (typeof value !== 'boolean') throw typeError(name, 'of type boolean', value)
