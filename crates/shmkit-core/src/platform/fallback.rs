@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Liveness, ProcessIdentity, ThreadIdentity};
+use super::{Liveness, ThreadIdentity};
 
-pub use super::polling::{wait, wake};
+pub use super::portable::{current_process, process_liveness, wait, wake};
 
 pub fn current_thread() -> ThreadIdentity {
     static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -21,18 +21,5 @@ pub fn current_thread() -> ThreadIdentity {
 }
 
 pub fn liveness(_owner: &ThreadIdentity) -> Liveness {
-    Liveness::Unknown
-}
-
-pub fn current_process() -> ProcessIdentity {
-    ProcessIdentity {
-        pid: std::process::id(),
-        namespace: 0,
-        start_time: 0,
-    }
-}
-
-/// Not determined here yet: attachers of this platform are never reaped as dead.
-pub fn process_liveness(_who: &ProcessIdentity) -> Liveness {
     Liveness::Unknown
 }

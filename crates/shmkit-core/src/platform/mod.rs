@@ -7,7 +7,7 @@
 //! * `liveness(owner)`: whether the thread recorded as a lock owner still runs.
 //!
 //! One file per OS implements it (`linux.rs`, `macos.rs`, `windows.rs`); `fallback.rs` serves
-//! the rest, with the portable polling wait of `polling.rs`.
+//! the rest; both take the portable defaults of `portable.rs` where they lack a native piece.
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -29,7 +29,7 @@ mod os;
 mod os;
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-mod polling;
+mod portable;
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Windows: thread ids from `GetCurrentThreadId` (unique among live threads system-wide), and
 //! liveness from `OpenThread` + `GetExitCodeThread`, with the thread's creation time guarding
-//! against id reuse. Waiting polls (see `polling.rs`): `WaitOnAddress` only wakes threads of the
+//! against id reuse. Waiting polls (see `portable.rs`): `WaitOnAddress` only wakes threads of the
 //! calling process, so it cannot serve a cross-process wait.
 
 use windows_sys::Win32::Foundation::{
@@ -11,9 +11,9 @@ use windows_sys::Win32::System::Threading::{
     THREAD_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{Liveness, ProcessIdentity, ThreadIdentity};
+use super::{Liveness, ThreadIdentity};
 
-pub use super::polling::{wait, wake};
+pub use super::portable::{current_process, process_liveness, wait, wake};
 
 pub fn current_thread() -> ThreadIdentity {
     // SAFETY: no preconditions; the pseudo-handle of the current thread needs no closing.
@@ -63,17 +63,4 @@ fn creation_time(handle: windows_sys::Win32::Foundation::HANDLE) -> Option<u64> 
     let ok =
         unsafe { GetThreadTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) } != 0;
     ok.then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
-}
-
-pub fn current_process() -> ProcessIdentity {
-    ProcessIdentity {
-        pid: std::process::id(),
-        namespace: 0,
-        start_time: 0,
-    }
-}
-
-/// Not determined here yet: attachers of this platform are never reaped as dead.
-pub fn process_liveness(_who: &ProcessIdentity) -> Liveness {
-    Liveness::Unknown
 }
