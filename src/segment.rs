@@ -219,13 +219,7 @@ impl NativeSegment {
     }
 
     fn cell(&self, handle: i64) -> Result<&MutexCell, Code> {
-        let segment = self.segment()?;
-        if handle == HEADER_MUTEX {
-            return Ok(segment.header_mutex());
-        }
-        let offset = usize::try_from(handle)
-            .map_err(|_| coded("ERR_OUT_OF_RANGE", "Invalid mutex offset"))?;
-        segment.mutex_at(offset).map_err(to_js)
+        cell_of(self.segment()?, handle)
     }
 
     /// Blocks until locked. Returns whether the previous holder died holding it.
@@ -273,7 +267,9 @@ impl NativeSegment {
         let request = token.request();
         let timeout = timeouts::from_millis(timeout_ms);
         spawn_waiter(env, move || {
-            let mutex = cell_of(&segment, cell);
+            let mutex = cell_of(&segment, cell).unwrap_or_else(|_| {
+                unreachable!("cell handle validated before the waiter started")
+            });
             match mutex.lock_on_behalf(&me, timeout, request.cancel_flag()) {
                 Ok(acquired) if request.complete() => {
                     if acquired.owner_died {
@@ -356,15 +352,14 @@ fn wait_outcome_name(outcome: WaitOutcome) -> &'static str {
     }
 }
 
-/// The mutex behind a cell handle that `NativeSegment::cell` already validated.
-fn cell_of(segment: &Segment, handle: i64) -> &MutexCell {
+/// The mutex behind a cell handle: the header mutex, or a placed one at a checked offset.
+fn cell_of(segment: &Segment, handle: i64) -> Result<&MutexCell, Code> {
     if handle == HEADER_MUTEX {
-        segment.header_mutex()
-    } else {
-        segment
-            .mutex_at(handle as usize)
-            .expect("cell handle validated before the waiter started")
+        return Ok(segment.header_mutex());
     }
+    let offset =
+        usize::try_from(handle).map_err(|_| coded("ERR_OUT_OF_RANGE", "Invalid mutex offset"))?;
+    segment.mutex_at(offset).map_err(to_js)
 }
 
 /// This thread's identity as the lock protocol records it:
