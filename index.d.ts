@@ -10,8 +10,8 @@
  */
 export { AbortError, type ShmkitError } from './lib/errors';
 export { Segment, type CreateOptions, type OpenOptions, type WaitResult, type SegmentInspection, type MutexStats } from './lib/segment';
-export { Mutex, type LockGuard, type LockOptions } from './lib/mutex';
-export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type SendOptions, type AsyncOptions } from './lib/channel';
+export { Mutex, type LockGuard } from './lib/mutex';
+export { Channel, type ChannelCreateOptions, type ChannelOpenOptions } from './lib/channel';
 export { channelStats, type ChannelStats } from './lib/channel-layout';
 export type { Codec } from './lib/codec';
-export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE } from './lib/validate';
+export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE, type TimeoutOptions, type AsyncOptions } from './lib/validate';

@@ -28,7 +28,7 @@ for (const codec of ['bytes', 'json', 'v8']) {
     const channel = Channel.create(name, { capacity: 256, codec })
     const raw = Segment.open(name)
     t.teardown(() => {
-      channel.disconnect()
+      channel.close()
       raw.close()
     })
     const words = new Uint32Array(raw.buffer, 0, 128)

@@ -7,7 +7,7 @@ import { startFixture, throwsCoded, uniqueName } from './helpers.mjs'
 function freshChannel(t, options = { capacity: 4096 }) {
   const name = uniqueName(t, 'ch')
   const channel = Channel.create(name, options)
-  t.teardown(() => channel.disconnect())
+  t.teardown(() => channel.close())
   return channel
 }
 
@@ -33,7 +33,7 @@ test('several producer and consumer processes: exactly once, whole, in order per
   const consumers = ['sync', 'async', 'iterate'].map((mode) => startFixture('channel-consumer.mjs', [channel.name, mode]))
   const producers = [0, 1, 2].map((id) => startFixture('channel-producer.mjs', [channel.name, id, count, 300, id === 1 ? 'async' : 'sync']))
   await Promise.all(producers.map((p) => p.nextMessage((m) => typeof m === 'object', 60_000)))
-  channel.close()
+  channel.end()
   const reports = await Promise.all(consumers.map((c) => c.nextMessage((m) => typeof m === 'object', 60_000)))
   for (const child of [...producers, ...consumers]) t.is((await child.done()).code, 0)
   assertExactlyOnceInOrder(t, reports, 3, count)
@@ -60,7 +60,7 @@ test('sizes around the wrap-around point keep their bytes', (t) => {
 test('codecs: bytes, string, json and v8 values', (t) => {
   const name = uniqueName(t, 'codec')
   const json = Channel.create(name, { capacity: 1024, codec: 'json' })
-  t.teardown(() => json.disconnect())
+  t.teardown(() => json.close())
   json.send({ a: [1, 'two', null] })
   t.deepEqual(Channel.open(name).recv(), { a: [1, 'two', null] }, 'an opener gets the codec recorded at creation')
   const asV8 = Channel.open(name, { codec: 'v8' })
@@ -89,17 +89,17 @@ test('a message larger than the channel can ever hold fails at once', (t) => {
 test('close: receivers drain, then recv throws and loops end; sends fail', async (t) => {
   const channel = freshChannel(t)
   for (let i = 0; i < 5; i++) channel.send(`m${i}`)
-  channel.close()
-  t.true(channel.closed)
-  throwsCoded(t, () => channel.send('late'), Error, 'ERR_SHM_CHANNEL_CLOSED')
-  throwsCoded(t, () => channel.trySend('late'), Error, 'ERR_SHM_CHANNEL_CLOSED')
-  await t.throwsAsync(channel.sendAsync('late'), { code: 'ERR_SHM_CHANNEL_CLOSED' })
+  channel.end()
+  t.true(channel.ended)
+  throwsCoded(t, () => channel.send('late'), Error, 'ERR_SHM_CHANNEL_ENDED')
+  throwsCoded(t, () => channel.trySend('late'), Error, 'ERR_SHM_CHANNEL_ENDED')
+  await t.throwsAsync(channel.sendAsync('late'), { code: 'ERR_SHM_CHANNEL_ENDED' })
   t.is(new TextDecoder().decode(channel.recv()), 'm0')
   const rest = []
   for await (const message of channel) rest.push(new TextDecoder().decode(message))
   t.deepEqual(rest, ['m1', 'm2', 'm3', 'm4'])
-  throwsCoded(t, () => channel.recv(), Error, 'ERR_SHM_CHANNEL_CLOSED')
-  await t.throwsAsync(channel.recvAsync(), { code: 'ERR_SHM_CHANNEL_CLOSED' })
+  throwsCoded(t, () => channel.recv(), Error, 'ERR_SHM_CHANNEL_ENDED')
+  await t.throwsAsync(channel.recvAsync(), { code: 'ERR_SHM_CHANNEL_ENDED' })
   t.is(channel.tryRecv(), undefined)
 })
 
@@ -108,7 +108,7 @@ test('close wakes receivers blocked in another process', async (t) => {
   const consumer = startFixture('channel-consumer.mjs', [channel.name, 'sync'])
   await consumer.nextMessage((m) => m === 'started')
   await new Promise((resolve) => setTimeout(resolve, 100))
-  channel.close()
+  channel.end()
   const report = await consumer.nextMessage((m) => typeof m === 'object')
   t.deepEqual(report, { seen: {}, damaged: 0 })
 })
@@ -150,7 +150,7 @@ test('a blocked send resumes when a consumer in another process frees room', asy
     for (let i = 8; i < message.length; i++) message[i] = (seq + i - 8) & 0xff
     channel.send(message, { timeout: 10_000 })
   }
-  channel.close()
+  channel.end()
   const report = await consumer.nextMessage((m) => typeof m === 'object', 30_000)
   assertExactlyOnceInOrder(t, [report], 1, count)
 })
@@ -166,7 +166,7 @@ test('a producer SIGKILLed mid-stream leaves no partial message and does not wed
   await victim.done()
   const survivor = startFixture('channel-producer.mjs', [channel.name, 1, 500, 1000, 'sync'])
   t.like(await survivor.nextMessage((m) => typeof m === 'object', 30_000), { sent: 500 })
-  channel.close()
+  channel.end()
   const report = await consumer.nextMessage((m) => typeof m === 'object', 30_000)
   t.is(report.damaged, 0, 'no partial message was ever visible')
   const victimSeqs = report.seen[0] ?? []
@@ -184,7 +184,7 @@ test('a consumer SIGKILLed mid-receive does not wedge the channel', async (t) =>
   await victim.done()
   const survivor = startFixture('channel-consumer.mjs', [channel.name, 'async'])
   await producer.nextMessage((m) => typeof m === 'object', 30_000)
-  channel.close()
+  channel.end()
   const report = await survivor.nextMessage((m) => typeof m === 'object', 30_000)
   t.is(report.damaged, 0)
   const seqs = report.seen[0] ?? []
@@ -222,7 +222,7 @@ test('opening: a plain segment is not a channel; missing names give ENOENT; bad 
   throwsCoded(t, () => Channel.create(uniqueName(t), { capacity: 64, size: 1 }), TypeError, 'ERR_INVALID_ARG_VALUE')
   const channel = freshChannel(t, { capacity: 100 })
   t.is(channel.capacity, 128, 'rounded up to a power of two')
-  channel.disconnect()
+  channel.close()
   throwsCoded(t, () => channel.send('x'), Error, 'ERR_SHM_CLOSED')
   t.true(fs.existsSync(`/dev/shm/shmkit.${channel.name}`) || process.platform !== 'linux', 'disconnect never unlinks')
 })
@@ -277,8 +277,8 @@ test('a side lock held by a live process that never lets go costs a timeout, nev
   words[sendLockState] = 1
   throwsCoded(t, () => channel.send('x', { timeout: 50 }), Error, 'ETIMEDOUT')
   const started = performance.now()
-  throwsCoded(t, () => channel.trySend('x'), Error, 'ETIMEDOUT')
-  t.true(performance.now() - started < 5000)
+  t.false(channel.trySend('x'), 'trySend never waits for a busy lock: it says "not now"')
+  t.true(performance.now() - started < 50)
   words[sendLockState] = 0
   t.true(channel.trySend('x'), 'works again once the lock word is sane')
 })

@@ -30,7 +30,7 @@ onLinux('ls lists segments and channels, as a table and as JSON, and skips forei
   const channel = Channel.create(channelName, { capacity: 1024 })
   t.teardown(() => {
     segment.close()
-    channel.disconnect()
+    channel.close()
   })
   fs.writeFileSync(`/dev/shm/shmkit.${foreign}`, Buffer.alloc(8192, 0x41))
   const table = await shmkit('ls')
@@ -68,7 +68,7 @@ onLinux('inspect says plainly when the lock holder and an attacher are dead', as
 test('inspect shows channel traffic', async (t) => {
   const name = uniqueName(t, 'ch')
   const channel = Channel.create(name, { capacity: 1024, codec: 'json' })
-  t.teardown(() => channel.disconnect())
+  t.teardown(() => channel.close())
   channel.send({ a: 1 })
   channel.send({ b: 2 })
   channel.recv()

@@ -58,9 +58,9 @@ test('autoUnlink channels go away with their last user too', (t) => {
   const name = uniqueName(t, 'ch')
   const channel = Channel.create(name, { capacity: 256, autoUnlink: true })
   const peer = Channel.open(name)
-  channel.disconnect()
+  channel.close()
   peer.send('still works')
-  peer.disconnect()
+  peer.close()
   throwsCoded(t, () => Channel.open(name), Error, 'ENOENT')
 })
 

@@ -86,7 +86,7 @@ test('misuse: recursive lock and double unlock are coded errors', (t) => {
   t.teardown(() => segment.close())
   const guard = segment.mutex.lock()
   throwsCoded(t, () => segment.mutex.lock(), Error, 'EDEADLK')
-  throwsCoded(t, () => segment.mutex.tryLock(), Error, 'EDEADLK')
+  t.is(segment.mutex.tryLock(), null, 'tryLock never throws for busy, even for its own holder')
   t.true(guard.locked)
   guard.unlock()
   t.false(guard.locked)

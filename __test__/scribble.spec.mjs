@@ -42,7 +42,7 @@ function prepare(t, random, trial) {
     const channel = Channel.create(name, { capacity: 1024, codec: trial % 4 === 0 ? 'json' : 'v8' })
     for (let i = 0; i < random(12); i++) channel.trySend({ trial, i, pad: 'x'.repeat(random(80)) })
     for (let i = 0; i < random(4); i++) channel.tryRecv()
-    channel.disconnect()
+    channel.close()
   } else {
     const segment = Segment.create(name, { size: 2048 })
     segment.mutex.lock().unlock()

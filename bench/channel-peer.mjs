@@ -27,7 +27,7 @@ switch (role) {
     const message = payload(Number(size))
     report('ready')
     for (let i = 0; i < Number(count); i++) channel.send(message)
-    channel.disconnect()
+    channel.close()
     break
   }
   case 'shm-echo': {
@@ -36,8 +36,8 @@ switch (role) {
     const outbox = Channel.open(pong)
     report('ready')
     for (let i = 0; i < Number(count); i++) outbox.send(inbox.recv())
-    inbox.disconnect()
-    outbox.disconnect()
+    inbox.close()
+    outbox.close()
     break
   }
   case 'sab-send': {

@@ -66,7 +66,7 @@ const shmkit = {
       await once(child, 'exit')
       return count / seconds
     } finally {
-      channel.disconnect()
+      channel.close()
       Channel.unlink(name)
     }
   },
@@ -84,7 +84,7 @@ const shmkit = {
       return times
     } finally {
       for (const [channel, name] of [[out, ping], [back, pong]]) {
-        channel.disconnect()
+        channel.close()
         Channel.unlink(name)
       }
     }

@@ -128,7 +128,7 @@ function inspect(name, json) {
   if (s.kind === 'channel') {
     const c = channelStats(s.dataWords)
     lines.push(['channel', `${c.messagesInFlight} message(s), ${formatBytes(c.bytesInFlight)} in flight of ${formatBytes(c.capacity)}`])
-    lines.push(['', `${c.sent} sent, ${c.received} received${c.closed ? ', CLOSED (receivers drain, then stop)' : ''}`])
+    lines.push(['', `${c.sent} sent, ${c.received} received${c.ended ? ', ENDED (receivers drain, then stop)' : ''}`])
   }
   const width = Math.max(...lines.map(([label]) => label.length))
   for (const [label, value] of lines) console.log(`${label.padEnd(width)}  ${value}`)

@@ -22,9 +22,9 @@ async function produce(name, count) {
   const started = process.hrtime.bigint()
   for (let n = 1; n <= count; n++) channel.send({ n, square: n * n })
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  channel.close()
+  channel.end()
   process.send({ seconds })
-  channel.disconnect()
+  channel.close()
 }
 
 /** Process B: receives until the channel is closed and drained. */
@@ -37,7 +37,7 @@ async function consume(name) {
     sum += value.n
   }
   process.send({ received, sum })
-  channel.disconnect()
+  channel.close()
 }
 
 function run(role, name, count) {
@@ -62,7 +62,7 @@ async function main(count) {
     console.log(`A sent ${((count / producer.seconds) / 1e6).toFixed(2)} M values per second, JSON-encoded, with backpressure`)
     if (!exact) process.exitCode = 1
   } finally {
-    channel.disconnect()
+    channel.close()
     channel.unlink()
   }
 }

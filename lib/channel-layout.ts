@@ -10,7 +10,7 @@ export const CH = {
   VERSION: 4, // u32: CHANNEL_VERSION
   CAPACITY: 8, // u32: ring bytes, a power of two
   CODEC: 12, // u32: index into CODECS
-  CLOSED: 16, // u32: 1 once closed
+  CLOSED: 16, // u32: 1 once end() was called (the stream has ended)
   TAIL: 64, // u32: end of the published messages (free-running, wraps at 2^32)
   RECV_WAITERS: 68, // u32: 1 when a consumer may be asleep; cleared by the producer that wakes it
   RECV_EVENT: 72, // u32: bumped to wake consumers (new message, close)
@@ -36,7 +36,7 @@ export interface ChannelStats {
   messagesInFlight: number
   bytesInFlight: number
   capacity: number
-  closed: boolean
+  ended: boolean
 }
 
 /**
@@ -53,6 +53,6 @@ export function channelStats(words: ArrayLike<number>): ChannelStats {
     messagesInFlight: (sent - received) >>> 0,
     bytesInFlight: (word(CH.TAIL) - word(CH.HEAD)) >>> 0,
     capacity: word(CH.CAPACITY),
-    closed: word(CH.CLOSED) !== 0,
+    ended: word(CH.CLOSED) !== 0,
   }
 }

@@ -4,10 +4,10 @@ import { CH, CHANNEL_MAGIC, CHANNEL_VERSION, MAX_CAPACITY, MIN_CAPACITY, channel
 import { CODECS, EncodedText, decodeMessage, encodeMessage, utf8Encoder, validateCodec, type Codec, type Encoded } from './codec'
 import { AbortError, coded, stateError, timedOut, typeError, type ShmkitError } from './errors'
 import { CONSTRUCT, KIND_CHANNEL } from './internal'
-import { Mutex, type LockGuard } from './mutex'
+import { Mutex } from './mutex'
 import { Segment, type OpenOptions } from './segment'
-import { timeoutOption, validateBoolean, validateInteger, validateMode, validateName, validateOptions, validateSignal, validateTimeout } from './validate'
-import { deadlineOf, remainingMs } from './waiting'
+import { timeoutOption, validateBoolean, validateInteger, validateMode, validateName, validateOptions, validateSignal, validateTimeout, type AsyncOptions, type TimeoutOptions } from './validate'
+import { deadlineOf, nativeWait, remainingMs } from './waiting'
 
 export interface ChannelCreateOptions {
   /** Ring bytes, rounded up to a power of two, 64 to 2^30. Each message takes 4 + its length rounded up to 4. */
@@ -24,20 +24,7 @@ export interface ChannelOpenOptions extends OpenOptions {
   codec?: Codec
 }
 
-export interface SendOptions {
-  /** Milliseconds to wait for room before `ETIMEDOUT`; default: wait forever. */
-  timeout?: number
-}
 
-export interface AsyncOptions extends SendOptions {
-  signal?: AbortSignal
-}
-
-/**
- * How long `trySend`/`tryRecv` wait for the side's lock: peers hold it for microseconds, so only
- * a stalled (e.g. stopped) holder makes them give up, with `ETIMEDOUT`.
- */
-const TRY_LOCK_MS = 1000
 /** A sync `recv`/`send` spins this long on the indices before sleeping in the kernel. */
 const SPIN_MICROSECONDS = 50
 /** Longest single sleep of a waiting `send`/`recv`: they re-check between sleeps. */
@@ -45,14 +32,20 @@ const SLEEP_SLICE_MS = 1000
 
 /** What `#take` returns for an empty channel (distinct from any decoded message). */
 const EMPTY = Symbol('empty')
+/** What `#take` returns when another consumer held the receive lock (`TRY` attempts only). */
+const BUSY = Symbol('busy')
+/** What `#append` returns. */
+const SENT = 1
+const FULL = 0
+const SEND_BUSY = -1
 /** What `#read` gets for a message that does not decode with the channel's codec. */
 const UNDECODABLE = Symbol('undecodable')
 function corrupt(what: string): Error & ShmkitError {
   return stateError('ERR_SHM_CORRUPT', `Damaged channel: ${what}`)
 }
 
-function channelClosed(name: string): Error & ShmkitError {
-  return stateError('ERR_SHM_CHANNEL_CLOSED', `Channel "${name}" is closed`)
+function channelEnded(name: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CHANNEL_ENDED', `Channel "${name}" has ended: end() was called`)
 }
 
 function roundUpToPowerOfTwo(value: number): number {
@@ -64,9 +57,9 @@ function roundUpToPowerOfTwo(value: number): number {
  * processes and worker threads.
  *
  * Every message is delivered exactly once and whole, in order per producer; a full channel makes
- * `send` wait (or `trySend` return false), it never drops. `close()` marks the end of the stream
- * for everyone: receivers drain what is left, then `recv` throws `ERR_SHM_CHANNEL_CLOSED` and
- * `for await` loops end. `disconnect()` unmaps this process's view.
+ * `send` wait (or `trySend` return false), it never drops. `end()` marks the end of the stream
+ * for everyone: receivers drain what is left, then `recv` throws `ERR_SHM_CHANNEL_ENDED` and
+ * `for await` loops end. `close()` unmaps this handle only.
  */
 export class Channel<T = unknown> {
   readonly #segment: Segment
@@ -156,13 +149,32 @@ export class Channel<T = unknown> {
     return this.#codec
   }
 
-  /** Whether `close()` was called (by any process). Messages may still be waiting to be read. */
+  /** Whether this handle is closed (`close()`): the channel itself may go on for others. */
   get closed(): boolean {
+    return this.#segment.closed
+  }
+
+  /**
+   * Whether `end()` was called (by any process). Messages may still be waiting to be read.
+   * Throws `ERR_SHM_CLOSED` once this handle is closed.
+   */
+  get ended(): boolean {
+    this.#segment.assertOpen()
+    return this.#ended()
+  }
+
+  /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. Throws
+   * `ERR_SHM_CLOSED` once this handle is closed. */
+  get bytesInFlight(): number {
+    this.#segment.assertOpen()
+    return this.#inFlight()
+  }
+
+  #ended(): boolean {
     return Atomics.load(this.#words, CH.CLOSED / 4) !== 0
   }
 
-  /** Bytes of messages (with their 4-byte headers) waiting to be read: a snapshot. */
-  get bytesInFlight(): number {
+  #inFlight(): number {
     return (Atomics.load(this.#words, CH.TAIL / 4) - Atomics.load(this.#words, CH.HEAD / 4)) >>> 0
   }
 
@@ -172,15 +184,18 @@ export class Channel<T = unknown> {
     return channelStats(this.#words)
   }
 
-  /** Sends `data` if there is room now; returns false if the channel is full. */
+  /**
+   * Sends `data` if it can be done now; returns false if the channel is full, or if another
+   * producer holds the send lock at this instant. Never waits.
+   */
   trySend(data: T | Uint8Array | string): boolean {
     const bytes = encodeMessage(this.#codec, data, this.#capacity - 4)
     this.#checkOpenForSend()
-    return this.#write(bytes, TRY_LOCK_MS)
+    return this.#append(bytes.length, bytes, TRY) === SENT
   }
 
   /** Sends `data`, waiting while the channel is full; `ETIMEDOUT` after `options.timeout` ms. */
-  send(data: T | Uint8Array | string, options?: SendOptions): void {
+  send(data: T | Uint8Array | string, options?: TimeoutOptions): void {
     const encoded = encodeMessage(this.#codec, data, this.#capacity - 4)
     this.#appendWaiting(encoded.length, encoded, deadlineOf(timeoutOption(options)))
   }
@@ -191,11 +206,20 @@ export class Channel<T = unknown> {
     const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
     const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
     const abortSignal = validateSignal(signal)
+    // The send lock is only ever held inside one synchronous step, never across an `await`:
+    // concurrent async sends of one thread cannot deadlock each other.
+    let lock: SideLock = TRY
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#checkOpenForSend()
-      if (this.#write(bytes, await lockAsyncUntil(this.#sendLock, deadline, abortSignal))) return
-      const ready = () => this.#hasRoomFor(bytes.length) || this.closed
+      const outcome = this.#append(bytes.length, bytes, lock)
+      if (outcome === SENT) return
+      if (outcome === SEND_BUSY) {
+        lock = await this.#awaitSideLock(this.#sendLock, deadline, abortSignal)
+        continue
+      }
+      lock = TRY
+      const ready = () => this.#hasRoomFor(bytes.length) || this.#ended()
       // A short spin first, as in `send`: an awake peer frees room within microseconds, far
       // sooner than a native waiter could be woken.
       if (this.#spinUntil(ready)) continue
@@ -209,7 +233,7 @@ export class Channel<T = unknown> {
    * is a temporary copied in afterwards). `fill` runs under the send lock and must be
    * synchronous; if it throws, nothing is sent. Waits for room like `send`. Codec-independent.
    */
-  sendWith(byteLength: number, fill: (target: Uint8Array) => void, options?: SendOptions): void {
+  sendWith(byteLength: number, fill: (target: Uint8Array) => void, options?: TimeoutOptions): void {
     const length = validateInteger(byteLength, 'byteLength', 0, this.#capacity - 4)
     if (typeof fill !== 'function') throw typeError('fill', 'of type function', fill)
     const deadline = deadlineOf(timeoutOption(options))
@@ -219,7 +243,14 @@ export class Channel<T = unknown> {
       fill(staging)
       this.#copyIn(staging, payload)
     }
-    this.#appendWaiting(length, put, deadline)
+    // `fill` is user code run under the send lock: a `close()` inside it waits until the lock
+    // is released.
+    this.#segment.enter()
+    try {
+      this.#appendWaiting(length, put, deadline)
+    } finally {
+      this.#segment.exit()
+    }
   }
 
   /**
@@ -228,74 +259,100 @@ export class Channel<T = unknown> {
    * `use` runs under the receive lock and must be synchronous; if it throws, the message is NOT
    * consumed and stays for the next receiver. Waits like `recv`.
    */
-  recvWith<R>(use: (view: Uint8Array) => R, options?: SendOptions): R {
+  recvWith<R>(use: (view: Uint8Array) => R, options?: TimeoutOptions): R {
     if (typeof use !== 'function') throw typeError('use', 'of type function', use)
     const deadline = deadlineOf(timeoutOption(options))
-    return this.#takeWaiting((lockMs) => this.#take((view) => use(view), lockMs), deadline)
+    // As in `sendWith`: a `close()` inside `use` waits until the receive lock is released.
+    this.#segment.enter()
+    try {
+      return this.#takeWaiting((lockMs) => this.#take((view) => use(view), lockMs) as R | typeof EMPTY, deadline)
+    } finally {
+      this.#segment.exit()
+    }
   }
 
   /**
-   * Receives the next message if one is there; otherwise `undefined` at once (with the v8 codec,
-   * a message that is itself `undefined` looks the same: use `recv` to tell them apart).
+   * Receives the next message if it can be done now; otherwise `undefined` at once: when the
+   * channel is empty, or another consumer holds the receive lock at this instant. Never waits.
+   * (With the v8 codec, a message that is itself `undefined` looks the same: use `recv` to tell
+   * them apart.)
    */
   tryRecv(): T | undefined {
     this.#segment.assertOpen()
-    const message = this.#read(TRY_LOCK_MS)
-    return message === EMPTY ? undefined : message
+    const message = this.#read(TRY)
+    return message === EMPTY || message === BUSY ? undefined : message
   }
 
   /**
    * Receives the next message, waiting for one; `ETIMEDOUT` after `options.timeout` ms,
-   * `ERR_SHM_CHANNEL_CLOSED` once the channel is closed and drained.
+   * `ERR_SHM_CHANNEL_ENDED` once the channel has ended and is drained.
    */
-  recv(options?: SendOptions): T {
+  recv(options?: TimeoutOptions): T {
     return this.#takeWaiting(this.#readAttempt, deadlineOf(timeoutOption(options)))
   }
 
-  /** `recv` without blocking the event loop; rejects with `ETIMEDOUT`, `AbortError` or `ERR_SHM_CHANNEL_CLOSED`. */
+  /** `recv` without blocking the event loop; rejects with `ETIMEDOUT`, `AbortError` or `ERR_SHM_CHANNEL_ENDED`. */
   async recvAsync(options?: AsyncOptions): Promise<T> {
     const { timeout, signal } = validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
     const deadline = deadlineOf(validateTimeout(timeout, 'options.timeout'))
     const abortSignal = validateSignal(signal)
+    // As in `sendAsync`: the receive lock is never held across an `await`.
+    let lock: SideLock = TRY
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#segment.assertOpen()
-      const message = this.#read(await lockAsyncUntil(this.#recvLock, deadline, abortSignal))
+      const message = this.#read(lock)
+      if (message === BUSY) {
+        lock = await this.#awaitSideLock(this.#recvLock, deadline, abortSignal)
+        continue
+      }
+      lock = TRY
       if (message !== EMPTY) return message
-      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
-      const ready = () => this.bytesInFlight !== 0 || this.closed
+      if (this.#drainedAfterEnd()) throw channelEnded(this.name)
+      const ready = () => this.#inFlight() !== 0 || this.#ended()
       if (this.#spinUntil(ready)) continue // as in `sendAsync`
       await this.#sleepAsync(CH.RECV_WAITERS, CH.RECV_EVENT, ready, deadline, abortSignal, 'a message')
     }
   }
 
-  /** Receives until the channel is closed and drained. */
+  /** Receives until the channel has ended and is drained. */
   async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
     for (;;) {
       try {
         yield await this.recvAsync()
       } catch (error) {
-        if ((error as ShmkitError).code === 'ERR_SHM_CHANNEL_CLOSED') return
+        if ((error as ShmkitError).code === 'ERR_SHM_CHANNEL_ENDED') return
         throw error
       }
     }
   }
 
   /**
-   * Marks the end of the stream, for every process: later sends fail with
-   * `ERR_SHM_CHANNEL_CLOSED`, receivers drain what is left and then stop. Idempotent.
+   * Ends the stream, for every process: later sends fail with `ERR_SHM_CHANNEL_ENDED`, receivers
+   * drain what is left and then stop. Idempotent. The flag is set under the send lock, so a send
+   * in progress either publishes before the end or fails: nothing is stranded after it. Waits for
+   * that lock up to `options.timeout` ms (default: no limit).
    */
-  close(): void {
+  end(options?: TimeoutOptions): void {
+    const timeoutMs = timeoutOption(options)
     this.#segment.assertOpen()
-    Atomics.store(this.#words, CH.CLOSED / 4, 1)
+    this.#sendLock.acquire(timeoutMs)
+    try {
+      Atomics.store(this.#words, CH.CLOSED / 4, 1)
+    } finally {
+      this.#sendLock.releaseInFlight()
+    }
     for (const event of [CH.RECV_EVENT, CH.SEND_EVENT]) {
       Atomics.add(this.#words, event / 4, 1)
-      this.#segment.notify(event)
+      this.#segment.native.notify(event, Infinity)
     }
   }
 
-  /** Unmaps the channel from this process (the channel and its messages stay). Idempotent. */
-  disconnect(): void {
+  /**
+   * Closes this handle (unmaps the channel from this thread); the channel and its messages stay
+   * for everyone else. Idempotent. See `end()` to end the stream.
+   */
+  close(): void {
     this.#segment.close()
   }
 
@@ -305,7 +362,27 @@ export class Channel<T = unknown> {
   }
 
   [Symbol.dispose](): void {
-    this.disconnect()
+    this.close()
+  }
+
+  /**
+   * Whether the stream has ended and nothing is left to read. `ended` is read BEFORE the
+   * indices: once it is set no producer publishes any more, so indices read after it are final.
+   */
+  #drainedAfterEnd(): boolean {
+    return this.#ended() && this.#inFlight() === 0
+  }
+
+  /**
+   * Waits, without holding anything, until the side lock `mutex` (busy at the last attempt) may
+   * be free: a short spin (peers hold it for microseconds), then a native waiter. Returns how the
+   * next attempt takes it.
+   */
+  async #awaitSideLock(mutex: Mutex, deadline: number, signal: AbortSignal | undefined): Promise<SideLock> {
+    if (this.#spinUntil(() => mutex.looksFree())) return TRY
+    const [outcome] = await nativeWait(this.#segment, signal, (token) => mutex.waitForRelease(remainingMs(deadline), token))
+    if (outcome === 'timed-out') throw timedOut(`the ${mutex === this.#sendLock ? 'send' : 'receive'} lock of channel "${this.name}"`)
+    return outcome === 'owner-dead' ? AFTER_DEATH : AFTER_WAIT
   }
 
   /** Appends one message (see `#append`), waiting for room until `deadline`: `send`, `sendWith`. */
@@ -313,8 +390,8 @@ export class Channel<T = unknown> {
     let ready // made only once the channel turns out to be full: this is the hot path
     for (;;) {
       this.#checkOpenForSend()
-      if (this.#append(length, content, remainingMs(deadline))) return
-      ready ??= () => this.#hasRoomFor(length) || this.closed
+      if (this.#append(length, content, remainingMs(deadline)) === SENT) return
+      ready ??= () => this.#hasRoomFor(length) || this.#ended()
       if (this.#spinUntil(ready)) continue
       this.#sleep(CH.SEND_WAITERS, CH.SEND_EVENT, ready, deadline, 'room in the channel')
     }
@@ -322,7 +399,7 @@ export class Channel<T = unknown> {
 
   /**
    * Runs `attempt(lockTimeoutMs)` (one `#take`) until it finds a message, waiting for one until
-   * `deadline`; `ERR_SHM_CHANNEL_CLOSED` once closed and drained: `recv`, `recvWith`.
+   * `deadline`; `ERR_SHM_CHANNEL_ENDED` once ended and drained: `recv`, `recvWith`.
    */
   #takeWaiting<R>(attempt: (lockMs: number) => R | typeof EMPTY, deadline: number): R {
     let ready // made only once the channel turns out to be empty: this is the hot path
@@ -330,8 +407,8 @@ export class Channel<T = unknown> {
       this.#segment.assertOpen()
       const result = attempt(remainingMs(deadline))
       if (result !== EMPTY) return result
-      if (this.closed && this.bytesInFlight === 0) throw channelClosed(this.name)
-      ready ??= () => this.bytesInFlight !== 0 || this.closed
+      if (this.#drainedAfterEnd()) throw channelEnded(this.name)
+      ready ??= () => this.#inFlight() !== 0 || this.#ended()
       if (this.#spinUntil(ready)) continue
       this.#sleep(CH.RECV_WAITERS, CH.RECV_EVENT, ready, deadline, 'a message')
     }
@@ -339,7 +416,7 @@ export class Channel<T = unknown> {
 
   #checkOpenForSend(): void {
     this.#segment.assertOpen()
-    if (this.closed) throw channelClosed(this.name)
+    if (this.#ended()) throw channelEnded(this.name)
   }
 
   #usedBytes(head: number, tail: number): number {
@@ -349,28 +426,26 @@ export class Channel<T = unknown> {
   }
 
   #hasRoomFor(length: number): boolean {
-    const used = this.bytesInFlight
+    const used = this.#inFlight()
     return used <= this.#capacity && this.#capacity - used >= frameSize(length)
   }
 
-  /** Appends one message under the send lock; false if there is no room. */
-  #write(encoded: Encoded, lock: SideLock): boolean {
-    return this.#append(encoded.length, encoded, lock)
-  }
-
   /**
-   * Reserves room for a `length`-byte message under the send lock (see `SideLock`; released
-   * here), copies `content` in (or has `content(payloadPosition)` write it), then publishes it.
-   * If writing throws, nothing is published.
+   * Reserves room for a `length`-byte message under the send lock (taken as `lock` says;
+   * released here), copies `content` in (or has `content(payloadPosition)` write it), then
+   * publishes it: `SENT`, `FULL`, or `SEND_BUSY` (a `TRY` found the lock held). If writing
+   * throws, nothing is published. Throws `ERR_SHM_CHANNEL_ENDED` if the stream ended: checked
+   * under the lock, which `end()` takes to set the flag.
    */
-  #append(length: number, content: Encoded | ((payload: number) => void), lock: SideLock): boolean {
+  #append(length: number, content: Encoded | ((payload: number) => void), lock: SideLock): number {
     const words = this.#words
-    holdSide(this.#sendLock, lock)
+    if (!holdSide(this.#sendLock, lock)) return SEND_BUSY
     try {
+      if (this.#ended()) throw channelEnded(this.name)
       const tail = Atomics.load(words, CH.TAIL / 4)
       const used = this.#usedBytes(Atomics.load(words, CH.HEAD / 4), tail)
       const need = frameSize(length)
-      if (this.#capacity - used < need) return false
+      if (this.#capacity - used < need) return FULL
       const start = tail & this.#mask
       this.#ringWords[start >>> 2] = length
       const payload = (start + 4) & this.#mask
@@ -380,10 +455,10 @@ export class Channel<T = unknown> {
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       this.#advance(CH.TAIL, CH.SENT, tail + need)
     } finally {
-      releaseSide(this.#sendLock, lock)
+      this.#sendLock.releaseInFlight()
     }
     this.#wakeSleepers(CH.RECV_WAITERS, CH.RECV_EVENT)
-    return true
+    return SENT
   }
 
   /** Moves one side's index (seq-cst: the SYNC POINT) and bumps its message counter; the caller holds that side's lock. */
@@ -407,12 +482,12 @@ export class Channel<T = unknown> {
   }
 
   /**
-   * Takes one message under the receive lock (see `SideLock`; released here) and passes its
-   * bytes to `use`; `EMPTY` if none.
+   * Takes one message under the receive lock (taken as `lock` says; released here) and passes
+   * its bytes to `use`; `EMPTY` if none, `BUSY` if a `TRY` found the lock held.
    */
-  #take<R>(use: (view: Uint8Array, ring: boolean) => R, lock: SideLock): R | typeof EMPTY {
+  #take<R>(use: (view: Uint8Array, ring: boolean) => R, lock: SideLock): R | typeof EMPTY | typeof BUSY {
     const words = this.#words
-    holdSide(this.#recvLock, lock)
+    if (!holdSide(this.#recvLock, lock)) return BUSY
     let result: R
     try {
       const head = Atomics.load(words, CH.HEAD / 4)
@@ -433,7 +508,7 @@ export class Channel<T = unknown> {
       // SYNC POINT (consume): the message is used before its bytes are handed back.
       this.#advance(CH.HEAD, CH.RECEIVED, head + size)
     } finally {
-      releaseSide(this.#recvLock, lock)
+      this.#recvLock.releaseInFlight()
     }
     this.#wakeSleepers(CH.SEND_WAITERS, CH.SEND_EVENT)
     return result
@@ -445,7 +520,7 @@ export class Channel<T = unknown> {
    * (written by a buggy peer, or scribbled over) is consumed and reported as `ERR_SHM_CORRUPT`,
    * so one bad message cannot wedge every receiver.
    */
-  #read(lock: SideLock): T | typeof EMPTY {
+  #read(lock: SideLock): T | typeof EMPTY | typeof BUSY {
     const message = this.#take(this.#decodeOrMark, lock)
     if (message === UNDECODABLE) {
       const cause = this.#decodeFailure
@@ -456,7 +531,7 @@ export class Channel<T = unknown> {
   }
 
   /** `#read` as a value made once, for `recv`'s hot path. */
-  readonly #readAttempt = (lockMs: number): T | typeof EMPTY => this.#read(lockMs)
+  readonly #readAttempt = (lockMs: number): T | typeof EMPTY => this.#read(lockMs) as T | typeof EMPTY
 
   /** Why the last message failed to decode (set by `#decodeOrMark`, read by `#read`). */
   #decodeFailure: unknown
@@ -526,32 +601,27 @@ export class Channel<T = unknown> {
 }
 
 /**
- * How a channel operation holds its side's lock: a guard it already took without blocking
- * (async paths), or a timeout in ms (-1: none) for taking it here, guard-free (sync paths: two
- * fewer allocations per message).
+ * How a channel operation takes its side's lock: a timeout in ms (-1: none) to wait for it here
+ * (sync paths), `TRY` (never wait: `trySend`/`tryRecv`, and async paths before they wait), or,
+ * after an asynchronous wait for its release, `AFTER_WAIT`/`AFTER_DEATH` (take it keeping the
+ * WAITERS bit, or take it over from a holder judged dead).
  */
-type SideLock = LockGuard | number
+type SideLock = number
+const TRY = -2
+const AFTER_WAIT = -3
+const AFTER_DEATH = -4
 
-/** Takes a side's lock as `lock` says (a guard is already held). */
-function holdSide(mutex: Mutex, lock: SideLock): void {
-  if (typeof lock === 'number') mutex.acquire(lock)
-}
-
-/** Releases what `holdSide` took (or the guard). Plain functions: no closure per message. */
-function releaseSide(mutex: Mutex, lock: SideLock): void {
-  if (typeof lock === 'number') mutex.releaseInFlight()
-  else lock.unlock()
+/** Takes a side's lock as `lock` says; false if it was busy (never for a timeout: that waits). */
+function holdSide(mutex: Mutex, lock: SideLock): boolean {
+  if (lock >= -1) {
+    mutex.acquire(lock)
+    return true
+  }
+  if (lock === TRY) return mutex.tryAcquire()
+  return mutex.acquireAfterWait(lock === AFTER_DEATH)
 }
 
 /** Bytes a message of `length` bytes occupies in the ring: a 4-byte length, then padded to 4. */
 function frameSize(length: number): number {
   return 4 + ((length + 3) & ~3)
-}
-
-/** Takes `mutex` without blocking the event loop, by `deadline` (see `deadlineOf`). */
-async function lockAsyncUntil(mutex: Mutex, deadline: number, signal: AbortSignal | undefined): Promise<LockGuard> {
-  const free = mutex.tryLock()
-  if (free !== null) return free
-  const left = remainingMs(deadline)
-  return mutex.lockAsync(signal === undefined ? (left < 0 ? {} : { timeout: left }) : left < 0 ? { signal } : { timeout: left, signal })
 }

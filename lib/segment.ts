@@ -2,7 +2,7 @@
 
 import { AbortError, coded, stateError } from './errors'
 import { CONSTRUCT, KIND_SEGMENT } from './internal'
-import { HEADER_MUTEX, Mutex } from './mutex'
+import { HEADER_MUTEX, Mutex, type CellState } from './mutex'
 import { NativeSegment, type MutexReport, type NativeCreateOptions, type SegmentInspection as NativeSegmentInspection } from './native'
 import { nativeCreateOptions, validateInteger, validateName, validateOffset, validateOptions, validateSignal, validateTimeout } from './validate'
 import { nativeWait, type PendingRequest } from './waiting'
@@ -40,6 +40,12 @@ export interface OpenOptions {
 /** Result of `wait`, as with `Atomics.wait`. */
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
 
+/**
+ * What this thread knows of the lock cells of each segment instance it has mapped (see
+ * `CellState`), shared by all its mappings of that instance; dropped when the last one closes.
+ */
+const cellStates = new Map<string, { mappings: number; cells: Map<number, CellState> }>()
+
 
 /**
  * A named shared-memory segment mapped into this process (or worker thread).
@@ -61,6 +67,10 @@ export class Segment {
   readonly mutexes = new Map<number, Mutex>()
   /** @internal Native waits in flight; `close()` cancels them. */
   readonly pendingRequests = new Set<PendingRequest>()
+  readonly #instance: string
+  /** Critical sections of shmkit in progress on this mapping (a `close()` inside one waits). */
+  #busy = 0
+  #closeDeferred = false
 
   /** @internal Use `Segment.create`, `Segment.open` or `Segment.openOrCreate`. */
   constructor(token: symbol, native: NativeSegment) {
@@ -73,6 +83,34 @@ export class Segment {
     const [data, headerCell] = native.buffers()
     this.#buffer = data
     this.#headerCell = headerCell
+    this.#instance = native.instance
+    const known = cellStates.get(this.#instance)
+    if (known === undefined) cellStates.set(this.#instance, { mappings: 1, cells: new Map() })
+    else known.mappings++
+  }
+
+  /** @internal This thread's state of the lock cell `cell`, shared by its mappings of this segment. */
+  cellState(cell: number): CellState {
+    const cells = cellStates.get(this.#instance)!.cells
+    let state = cells.get(cell)
+    if (state === undefined) {
+      state = { held: false }
+      cells.set(cell, state)
+    }
+    return state
+  }
+
+  /**
+   * @internal Marks a critical section that runs user code (a channel's `sendWith`/`recvWith`
+   * callback): a `close()` called inside it takes effect when it ends, after its lock is released.
+   */
+  enter(): void {
+    this.#busy++
+  }
+
+  /** @internal Ends what `enter` began. */
+  exit(): void {
+    if (--this.#busy === 0 && this.#closeDeferred) this.close()
   }
 
   /** Creates segment `name`. Throws `EEXIST` if it exists, `ENOSPC` if shared memory is too small. */
@@ -185,13 +223,16 @@ export class Segment {
    */
   close(): void {
     if (this.life.closed) return
-    for (const mutex of this.mutexes.values()) mutex.releaseAll()
-    for (const { token, mutex } of this.pendingRequests) {
-      // A lock request that completed but whose promise has not settled yet holds the lock for
-      // this thread: release it now, while the mapping is still ours.
-      if (!token.cancel() && mutex !== undefined && mutex.heldByThisThread()) mutex.releaseInFlight()
+    if (this.#busy > 0) {
+      this.#closeDeferred = true
+      return
     }
+    for (const mutex of this.mutexes.values()) mutex.releaseAll()
+    // Waiters only wait, never hold: cancelling them is all (a wake-up one consumed is passed on).
+    for (const { token } of this.pendingRequests) token.cancel()
     this.life.closed = true
+    const known = cellStates.get(this.#instance)
+    if (known !== undefined && --known.mappings === 0) cellStates.delete(this.#instance)
     this.#native.close([this.#buffer, this.#headerCell])
   }
 
@@ -226,7 +267,8 @@ export class Segment {
     if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
     const words = new Int32Array(this.#buffer, offset, 1)
     if (Atomics.load(words, 0) !== value) return 'not-equal'
-    return nativeWait(this, abortSignal, (token) => this.#native.waitAsync(offset, value, timeoutMs, token), () => {})
+    const [outcome] = await nativeWait(this, abortSignal, (token) => this.#native.waitAsync(offset, value, timeoutMs, token))
+    return outcome
   }
 
   /** Wakes up to `count` (default: all) waiters on the word at `byteOffset`, in any process. Returns how many woke. */

@@ -12,6 +12,18 @@ export const MAX_NAME_LENGTH = 200
 export const MAX_SEGMENT_SIZE = 2 ** 44
 export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/
 
+/** Options of every blocking call (`lock`, `send`, `recv`, `wait`, ...). */
+export interface TimeoutOptions {
+  /** Milliseconds to wait before throwing `ETIMEDOUT`; default (or `Infinity`): no limit. */
+  timeout?: number
+}
+
+/** Options of every asynchronous call (`lockAsync`, `sendAsync`, `recvAsync`, `waitAsync`, ...). */
+export interface AsyncOptions extends TimeoutOptions {
+  /** Aborts the wait: the promise rejects with an `AbortError` (`code: 'ABORT_ERR'`). */
+  signal?: AbortSignal
+}
+
 export function validateName(name: unknown): string {
   if (typeof name !== 'string') throw typeError('name', 'of type string', name)
   if (name.length === 0 || !NAME_PATTERN.test(name)) {

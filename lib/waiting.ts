@@ -1,37 +1,34 @@
 // Asynchronous waits on native waiter threads: settling, aborting and cancelling them, and the
-// deadlines the blocking loops share.
+// deadlines the blocking loops share. A waiter only waits; whatever it waited for (a lock, room in
+// a channel) is taken by the JavaScript thread itself once the wait settles.
 
 import { AbortError, stateError } from './errors'
 import { WaitToken } from './native'
-import type { Mutex } from './mutex'
 import type { Segment } from './segment'
 
 /** A native wait in flight, tracked by its segment so `close()` can cancel it. */
 export interface PendingRequest {
   token: WaitToken
-  /** The mutex being acquired, for lock requests. */
-  mutex?: Mutex
 }
 
 /**
- * Runs `start(token)` (a native waiter) and settles with its outcome, or rejects with an
- * `AbortError` as soon as `signal` aborts. If the waiter completed just as the signal fired, its
- * late outcome is handed to `undo` (so an acquired lock is released, never leaked). A request
- * cancelled by `segment.close()` rejects with `ERR_SHM_CLOSED`.
+ * Runs `start(token)` (a native waiter) and settles with its outcome and its token, or rejects
+ * with an `AbortError` as soon as `signal` aborts (the token is then cancelled: a wake-up the
+ * waiter had already consumed is passed on to another sleeper). A request cancelled by
+ * `segment.close()` rejects with `ERR_SHM_CLOSED`. A caller that does not use a settled outcome
+ * (it gives up) calls `token.cancel()` so that what the waiter consumed is passed on.
  */
 export async function nativeWait<T extends string>(
   segment: Segment,
   signal: AbortSignal | undefined,
   start: (token: WaitToken) => Promise<T | 'cancelled'>,
-  undo: (outcome: T) => void,
-  mutex?: Mutex,
-): Promise<T> {
-  const request: PendingRequest = mutex === undefined ? { token: new WaitToken() } : { token: new WaitToken(), mutex }
+): Promise<[T, WaitToken]> {
+  const request: PendingRequest = { token: new WaitToken() }
   const pending = start(request.token)
   segment.pendingRequests.add(request)
   let outcome: T | 'cancelled'
   try {
-    outcome = signal === undefined ? await pending : await abortable(signal, request.token, pending, undo)
+    outcome = signal === undefined ? await pending : await abortable(signal, request.token, pending)
   } finally {
     segment.pendingRequests.delete(request)
   }
@@ -39,19 +36,12 @@ export async function nativeWait<T extends string>(
     if (segment.closed) throw stateError('ERR_SHM_CLOSED', `Segment "${segment.name}" was closed while waiting`)
     throw new AbortError()
   }
-  return outcome
+  return [outcome, request.token]
 }
 
-export function abortable<T extends string>(
-  signal: AbortSignal,
-  token: WaitToken,
-  pending: Promise<T | 'cancelled'>,
-  undo: (outcome: T) => void,
-): Promise<T | 'cancelled'> {
+function abortable<T extends string>(signal: AbortSignal, token: WaitToken, pending: Promise<T | 'cancelled'>): Promise<T | 'cancelled'> {
   return new Promise((resolve, reject) => {
-    let aborted = false
     const onAbort = () => {
-      aborted = true
       token.cancel()
       reject(new AbortError(undefined, { cause: signal.reason }))
     }
@@ -59,12 +49,11 @@ export function abortable<T extends string>(
     pending.then(
       (outcome) => {
         signal.removeEventListener('abort', onAbort)
-        if (!aborted) resolve(outcome)
-        else if (outcome !== 'cancelled') undo(outcome)
+        resolve(outcome)
       },
       (error: unknown) => {
         signal.removeEventListener('abort', onAbort)
-        if (!aborted) reject(error)
+        reject(error)
       },
     )
   })

@@ -67,7 +67,7 @@ while (Date.now() - started < seconds * 1000) {
 Atomics.store(new Int32Array(segment.buffer, STOP, 1), 0, 1)
 const lockerReports = await Promise.all(lockers.map(async (l) => ({ ...l, report: await l.done })))
 const producerReports = await Promise.all([...survivors, ...victims].map(async (p) => ({ ...p, report: await p.done })))
-channel.close()
+channel.end()
 const consumerReports = await Promise.all(consumers.map((c) => c.done))
 
 // Messages: exactly once for survivors, a gap-free prefix for killed producers.
@@ -133,7 +133,7 @@ const summary = {
   failures,
 }
 segment.close()
-channel.disconnect()
+channel.close()
 Segment.unlink(`${name}-counters`)
 Channel.unlink(`${name}-work`)
 if (json) console.log(JSON.stringify(summary, null, 2))

@@ -64,7 +64,7 @@ async function producer() {
     }
     await new Promise((resolve) => setImmediate(resolve))
   }
-  channel.disconnect()
+  channel.close()
   return { sent: seq }
 }
 
@@ -79,7 +79,7 @@ async function consumer() {
     for (let i = 8; i < message.length; i++) if (message[i] !== (seq & 0xff)) damaged++
     ;(seen[producerId] ??= []).push(seq)
   }
-  channel.disconnect()
+  channel.close()
   return { seen, damaged }
 }
 

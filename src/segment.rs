@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use shmkit_core::{CreateOptions, ErrorCode, Kind, MutexCell, Segment, WaitOutcome};
+use shmkit_core::mutex::{Acquired, LockWait};
+use shmkit_core::{CreateOptions, Kind, MutexCell, Segment, WaitOutcome};
 
 use crate::buffers::{self, RawValue};
 use crate::errors::{coded, to_js, Code};
 use crate::introspection::{MutexReport, SegmentInspection};
 use crate::timeouts;
-use crate::waiting::{spawn_waiter, WaitToken};
+use crate::waiting::{spawn_waiter, PassOn, WaitToken};
 
 /// Cell handle meaning "the mutex in the header"; other handles are data-area offsets.
 const HEADER_MUTEX: i64 = -1;
@@ -147,6 +148,12 @@ impl NativeSegment {
             .ok_or_else(|| coded("ERR_SHM_CLOSED", "The segment is closed"))
     }
 
+    /// The segment's instance: differs between two segments created under one name.
+    #[napi(getter)]
+    pub fn instance(&self) -> Result<String, Code> {
+        Ok(format!("{:016x}", self.segment()?.info().instance))
+    }
+
     #[napi(getter)]
     pub fn created(&self) -> bool {
         self.created
@@ -205,9 +212,6 @@ impl NativeSegment {
         let Some(segment) = self.segment.take() else {
             return Ok(());
         };
-        // Forget our attachment now (the memory itself is unmapped once no buffer refers to it).
-        // A failure here only means the slot is reaped later, once this process is gone.
-        let _ = segment.detach();
         let header_cell = segment.header_mutex() as *const MutexCell as *mut u8;
         for buffer in buffers {
             for start in [segment.data_ptr(), header_cell] {
@@ -215,7 +219,10 @@ impl NativeSegment {
                 unsafe { buffers::detach_if_over(env.raw(), buffer.raw(), start)? };
             }
         }
-        Ok(())
+        // Forget our attachment (the memory itself is unmapped once no buffer refers to it). The
+        // handle is closed either way; an auto-unlink segment this process may not remove is
+        // reported.
+        segment.detach().map(|_| ()).map_err(to_js)
     }
 
     fn cell(&self, handle: i64) -> Result<&MutexCell, Code> {
@@ -233,28 +240,44 @@ impl NativeSegment {
         Ok(acquired.owner_died)
     }
 
-    /// 0: held by a live thread; 1: acquired; 2: acquired from a holder that died.
+    /// 0: held by a live thread (this one included); 1: acquired; 2: acquired from a holder
+    /// that died. Never waits.
     #[napi]
     pub fn try_lock(&self, cell: i64) -> Result<u32, Code> {
         let me = shmkit_core::current_thread();
-        Ok(match self.cell(cell)?.try_lock(&me).map_err(to_js)? {
-            None => 0,
-            Some(acquired) if acquired.owner_died => 2,
-            Some(_) => 1,
-        })
+        Ok(acquired_code(self.cell(cell)?.try_lock(&me)))
     }
 
+    /// The release for a holder whose own CAS failed because WAITERS is set (the JS fast path
+    /// has checked it holds the lock, through its guard, and cleared the owner record).
     #[napi]
-    pub fn unlock(&self, cell: i64) -> Result<(), Code> {
-        self.cell(cell)?
-            .unlock(&shmkit_core::current_thread())
-            .map_err(to_js)
+    pub fn unlock_contended(&self, cell: i64) -> Result<(), Code> {
+        self.cell(cell)?.unlock_contended();
+        Ok(())
     }
 
-    /// Acquires on a waiter thread for this JS thread. Resolves `'acquired'`, `'owner-died'`,
-    /// `'timed-out'` or `'cancelled'` (never leaving the lock held in that case).
-    #[napi(ts_return_type = "Promise<'acquired' | 'owner-died' | 'timed-out' | 'cancelled'>")]
-    pub fn lock_async<'env>(
+    /// The second half of `lockAsync`, after `waitForRelease` settled with `'free'`, `'woken'`
+    /// or `'owner-dead'` (`ownerDead`): 0 busy (wait again), 1 acquired, 2 taken over.
+    #[napi]
+    pub fn lock_after_wait(&self, cell: i64, owner_dead: bool) -> Result<u32, Code> {
+        let me = shmkit_core::current_thread();
+        Ok(acquired_code(
+            self.cell(cell)?.lock_after_wait(&me, owner_dead),
+        ))
+    }
+
+    /// Wakes one sleeper of the lock: for a woken async acquisition that gave up.
+    #[napi]
+    pub fn pass_on_wake(&self, cell: i64) -> Result<(), Code> {
+        self.cell(cell)?.pass_on_wake();
+        Ok(())
+    }
+
+    /// Waits on a waiter thread until the lock looks free, an unlock wakes us, its holder is
+    /// judged dead, the timeout passes or the token is cancelled. Never takes the lock: the
+    /// calling thread does, with `lockAfterWait`.
+    #[napi(ts_return_type = "Promise<'free' | 'woken' | 'owner-dead' | 'timed-out' | 'cancelled'>")]
+    pub fn wait_for_release<'env>(
         &self,
         env: &'env Env,
         cell: i64,
@@ -263,31 +286,30 @@ impl NativeSegment {
     ) -> Result<Object<'env>, Code> {
         self.cell(cell)?; // validate now: errors are thrown synchronously
         let segment = self.segment()?.clone();
-        let me = shmkit_core::current_thread();
         let request = token.request();
-        let timeout = timeouts::from_millis(timeout_ms);
-        spawn_waiter(env, move || {
+        let deadline = shmkit_core::platform::deadline_after(timeouts::from_millis(timeout_ms));
+        spawn_waiter(env, &request.clone(), move || {
             let mutex = cell_of(&segment, cell).unwrap_or_else(|_| {
                 unreachable!("cell handle validated before the waiter started")
             });
-            match mutex.lock_on_behalf(&me, timeout, request.cancel_flag()) {
-                Ok(acquired) if request.complete() => {
-                    if acquired.owner_died {
-                        "owner-died"
-                    } else {
-                        "acquired"
+            let outcome = mutex.wait_for_release(deadline, request.cancel_flag());
+            let pass_on: Option<PassOn> = (outcome == LockWait::Woken).then(|| {
+                let segment = segment.clone();
+                Box::new(move || {
+                    if let Ok(mutex) = cell_of(&segment, cell) {
+                        mutex.pass_on_wake();
                     }
-                }
-                Ok(_) => {
-                    // Cancelled just as we acquired: release, never leak.
-                    let _ = mutex.unlock(&me);
-                    "cancelled"
-                }
-                Err(err) if err.code() == ErrorCode::TimedOut => {
-                    request.complete();
-                    "timed-out"
-                }
-                Err(_) => "cancelled",
+                }) as PassOn
+            });
+            if outcome == LockWait::Cancelled || !request.finish(pass_on) {
+                return "cancelled".to_owned();
+            }
+            match outcome {
+                LockWait::Free => "free",
+                LockWait::Woken => "woken",
+                LockWait::OwnerDead => "owner-dead",
+                LockWait::TimedOut => "timed-out",
+                LockWait::Cancelled => "cancelled",
             }
             .to_owned()
         })
@@ -308,9 +330,19 @@ impl NativeSegment {
         segment.word_at(offset).map_err(to_js)?;
         let request = token.request();
         let timeout = timeouts::from_millis(timeout_ms);
-        spawn_waiter(env, move || {
-            match segment.wait_on_behalf(offset, expected as u32, timeout, request.cancel_flag()) {
-                Ok(outcome) if request.complete() => wait_outcome_name(outcome),
+        spawn_waiter(env, &request.clone(), move || {
+            let outcome =
+                segment.wait_on_behalf(offset, expected as u32, timeout, request.cancel_flag());
+            let woken = matches!(outcome, Ok(WaitOutcome::Woken));
+            // A notify this waiter consumed for a request cancelled late goes to another waiter.
+            let pass_on: Option<PassOn> = woken.then(|| {
+                let segment = segment.clone();
+                Box::new(move || {
+                    let _ = segment.notify(offset, 1);
+                }) as PassOn
+            });
+            match outcome {
+                Ok(outcome) if request.finish(pass_on) => wait_outcome_name(outcome),
                 _ => "cancelled",
             }
             .to_owned()
@@ -341,6 +373,14 @@ impl NativeSegment {
             .segment()?
             .notify(offset as usize, count)
             .map_err(to_js)? as u32)
+    }
+}
+
+fn acquired_code(acquired: Option<Acquired>) -> u32 {
+    match acquired {
+        None => 0,
+        Some(acquired) if acquired.owner_died => 2,
+        Some(_) => 1,
     }
 }
 

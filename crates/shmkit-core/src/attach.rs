@@ -15,14 +15,19 @@
 //!
 //! Attaching, detaching and the unlink decision all happen under the attach mutex, so an opener
 //! can never attach to a segment whose name a closer is removing: it sees `doomed` and retries
-//! its open, which then finds the name gone (or a new segment).
+//! its open, which then finds the name gone (or a new segment). Every attach, detach and collect
+//! first reaps the slots of dead processes, so SIGKILLed attachers never pile up.
+//!
+//! The closer unlinks FIRST and marks the segment doomed only once the name is gone: a closer
+//! that may not unlink (another user's segment in a sticky /dev/shm) reports the error and leaves
+//! the segment usable, instead of dooming a segment that still has a name.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::header::MIN_HEADER_SIZE;
-use crate::mutex::MutexCell;
+use crate::mutex::{LockOptions, MutexCell};
 use crate::platform::{self, Liveness, ProcessIdentity};
 
 pub const OFF_ATTACH_LOCK: usize = 128;
@@ -34,6 +39,10 @@ const SLOT_SIZE: usize = 16;
 pub const SLOTS: usize = (MIN_HEADER_SIZE - OFF_SLOTS) / SLOT_SIZE;
 /// How long attach/detach wait for the attach mutex before giving up.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// The attach mutex is held for microseconds. A holder whose liveness cannot be judged (it runs
+/// in another PID namespace, such as a second container sharing /dev/shm) and that makes no
+/// progress for this long is presumed dead, so one crashed container cannot block every open.
+const PRESUME_DEAD_AFTER: Duration = Duration::from_secs(1);
 
 /// One attacher, as seen by introspection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +118,11 @@ impl AttachTable {
     /// Runs `f` under the attach mutex.
     fn locked<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
         let me = platform::current_thread();
-        self.lock().lock(&me, Some(LOCK_TIMEOUT)).map_err(|err| {
+        let options = LockOptions {
+            deadline: platform::deadline_after(Some(LOCK_TIMEOUT)),
+            presume_dead_after: Some(PRESUME_DEAD_AFTER),
+        };
+        self.lock().lock_with(&me, options).map_err(|err| {
             Error::new(
                 err.code(),
                 format!("Cannot take the segment's attach lock: {}", err.message()),
@@ -147,12 +160,8 @@ impl AttachTable {
                     "The segment is being removed",
                 ));
             }
-            // Reaping reads /proc for every occupied slot: only worth it when the table is full.
-            let free = || (0..SLOTS).find(|&slot| self.read_slot(slot).pid == 0);
-            if let Some(slot) = free().or_else(|| {
-                self.reap();
-                free()
-            }) {
+            self.reap();
+            if let Some(slot) = (0..SLOTS).find(|&slot| self.read_slot(slot).pid == 0) {
                 self.write_slot(slot, &platform::current_process());
                 return Ok(Attached::Slot(slot));
             }
@@ -179,7 +188,7 @@ impl AttachTable {
     ) -> Result<bool> {
         self.locked(|| {
             if let Attached::Slot(slot) = *attached {
-                if self.read_slot(slot).pid == std::process::id() {
+                if self.read_slot(slot) == platform::current_process() {
                     self.clear_slot(slot);
                 }
             }
@@ -193,26 +202,37 @@ impl AttachTable {
         self.locked(|| self.remove_if_unused(auto_unlink, unlink))
     }
 
+    /// Reaps dead attachers; for an auto-unlink segment left with no live one, removes the name
+    /// and only then marks the segment doomed (an unlink that fails leaves it usable, and the
+    /// error is returned).
     fn remove_if_unused(
         &self,
         auto_unlink: bool,
         unlink: impl FnOnce() -> Result<()>,
     ) -> Result<bool> {
-        if !auto_unlink {
-            return Ok(false); // nothing to decide: dead slots are reaped when the table fills up
-        }
         let live = self.reap();
         let overflow = self.u32_at(OFF_OVERFLOW).load(Ordering::Relaxed);
         let doomed = self.u32_at(OFF_DOOMED).load(Ordering::Acquire) != 0;
         if !auto_unlink || live > 0 || overflow > 0 || doomed {
             return Ok(false);
         }
+        let removed = match unlink() {
+            Ok(()) => true,
+            // Someone else removed the name: nothing left to open either way.
+            Err(err) if err.code() == ErrorCode::NotFound => false,
+            Err(err) => {
+                return Err(Error::new(
+                    err.code(),
+                    format!(
+                        "The segment has no other user and is auto-unlink, but this process may \
+                         not remove it ({}); it stays, usable, until its owner removes it",
+                        err.message()
+                    ),
+                ))
+            }
+        };
         self.u32_at(OFF_DOOMED).store(1, Ordering::Release);
-        match unlink() {
-            Ok(()) => Ok(true),
-            Err(err) if err.code() == ErrorCode::NotFound => Ok(false),
-            Err(err) => Err(err),
-        }
+        Ok(removed)
     }
 
     /// Who is attached now (without reaping).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::header::Kind;
-use crate::mutex::MutexCell;
+use crate::mutex::{LockOptions, MutexCell};
 use crate::platform;
 use crate::segment::{CreateOptions, Segment};
 
@@ -57,7 +57,7 @@ pub struct ChannelStats {
     pub received: u32,
     pub bytes_in_flight: u32,
     pub capacity: u32,
-    pub closed: bool,
+    pub ended: bool,
 }
 
 /// A channel mapped into this process.
@@ -97,7 +97,7 @@ impl Channel {
 
     /// Opens channel `name`, waiting up to `ready_timeout` for its creator to finish.
     pub fn open(name: &str, ready_timeout: Duration) -> Result<Channel> {
-        let deadline = Instant::now() + ready_timeout;
+        let deadline = platform::deadline_after(Some(ready_timeout));
         let segment = Segment::open(name, ready_timeout)?;
         if segment.info().kind != Kind::Channel {
             return Err(Error::new(
@@ -105,12 +105,20 @@ impl Channel {
                 format!("{name:?} is a plain segment, not a channel"),
             ));
         }
+        // The kind is only a claim: a header that says "channel" over a data area too small for
+        // the control block is damaged, and must not be read past its end.
+        if segment.data_len() < RING + MIN_CAPACITY {
+            return Err(corrupt(format!(
+                "a {}-byte data area cannot hold a channel",
+                segment.data_len()
+            )));
+        }
         let mut channel = Channel {
             segment,
             capacity: 0,
         };
         while channel.word(READY).load(Ordering::Acquire) != CHANNEL_MAGIC {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::new(
                     ErrorCode::NotReady,
                     format!("Channel {name:?} was never initialised"),
@@ -151,7 +159,7 @@ impl Channel {
         self.word(CODEC).load(Ordering::Relaxed)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub fn is_ended(&self) -> bool {
         self.word(CLOSED).load(Ordering::Acquire) != 0
     }
 
@@ -161,32 +169,40 @@ impl Channel {
             received: self.word(RECEIVED).load(Ordering::Relaxed),
             bytes_in_flight: self.in_flight(),
             capacity: self.capacity,
-            closed: self.is_closed(),
+            ended: self.is_ended(),
         }
     }
 
-    /// Marks the end of the stream for every process: sends fail, receivers drain then stop.
-    pub fn close(&self) {
-        self.word(CLOSED).store(1, Ordering::SeqCst);
+    /// Ends the stream for every process: later sends fail with `ChannelEnded`, receivers
+    /// drain what is left and then get `ChannelEnded`. Idempotent. The flag is set under the
+    /// send lock, so no send that has not published yet can publish after it (`timeout` bounds
+    /// the wait for that lock; `None`: no limit).
+    pub fn end(&self, timeout: Option<Duration>) -> Result<()> {
+        self.locked(SEND_LOCK, platform::deadline_after(timeout), || {
+            self.word(CLOSED).store(1, Ordering::SeqCst);
+            Ok(())
+        })?;
         for event in [RECV_EVENT, SEND_EVENT] {
             self.word(event).fetch_add(1, Ordering::SeqCst);
             platform::wake(self.word(event), u32::MAX);
         }
+        Ok(())
     }
 
-    /// Appends `message` if there is room now.
+    /// Appends `message` if there is room now. Never waits: `Ok(false)` when the channel is full
+    /// or another producer holds the send lock at this instant.
     pub fn try_send(&self, message: &[u8]) -> Result<bool> {
         self.check_sendable(message.len())?;
-        self.append(message, Some(Instant::now() + Duration::from_secs(1)))
+        Ok(self.append(message, Attempt::Once)? == Appended::Yes)
     }
 
     /// Appends `message`, waiting while the channel is full; `TimedOut` after `timeout`.
     pub fn send(&self, message: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.check_sendable(message.len())?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = platform::deadline_after(timeout);
         let need = frame_size(message.len());
         loop {
-            if self.append(message, deadline)? {
+            if self.append(message, Attempt::Until(deadline))? == Appended::Yes {
                 return Ok(());
             }
             self.wait_for(
@@ -194,31 +210,32 @@ impl Channel {
                 SEND_EVENT,
                 deadline,
                 "room in the channel",
-                || self.free() >= need || self.is_closed(),
+                || self.free() >= need || self.is_ended(),
             )?;
-            if self.is_closed() {
-                return Err(closed(self.name()));
+            if self.is_ended() {
+                return Err(ended(self.name()));
             }
         }
     }
 
-    /// Takes the next message if one is there.
+    /// Takes the next message if one is there. Never waits: `Ok(None)` when the channel is
+    /// empty or another consumer holds the receive lock at this instant.
     pub fn try_recv(&self) -> Result<Option<Vec<u8>>> {
-        self.take(Some(Instant::now() + Duration::from_secs(1)))
+        self.take(Attempt::Once)
     }
 
-    /// Takes the next message, waiting for one; `ChannelClosed` once closed and drained.
+    /// Takes the next message, waiting for one; `ChannelEnded` once ended and drained.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = platform::deadline_after(timeout);
         loop {
-            if let Some(message) = self.take(deadline)? {
+            if let Some(message) = self.take(Attempt::Until(deadline))? {
                 return Ok(message);
             }
-            if self.is_closed() && self.in_flight() == 0 {
-                return Err(closed(self.name()));
+            if self.is_ended() && self.in_flight() == 0 {
+                return Err(ended(self.name()));
             }
             self.wait_for(RECV_SLEEPERS, RECV_EVENT, deadline, "a message", || {
-                self.in_flight() != 0 || self.is_closed()
+                self.in_flight() != 0 || self.is_ended()
             })?;
         }
     }
@@ -259,8 +276,8 @@ impl Channel {
                 ),
             ));
         }
-        if self.is_closed() {
-            return Err(closed(self.name()));
+        if self.is_ended() {
+            return Err(ended(self.name()));
         }
         Ok(())
     }
@@ -282,20 +299,49 @@ impl Channel {
         f: impl FnOnce() -> Result<R>,
     ) -> Result<R> {
         let me = platform::current_thread();
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        self.lock(offset).lock(&me, timeout)?;
+        let options = LockOptions {
+            deadline,
+            presume_dead_after: None,
+        };
+        self.lock(offset).lock_with(&me, options)?;
         let result = f();
         let _ = self.lock(offset).unlock(&me);
         result
     }
 
-    fn append(&self, message: &[u8], deadline: Option<Instant>) -> Result<bool> {
-        let appended = self.locked(SEND_LOCK, deadline, || {
+    /// Runs `f` holding the lock at `offset` as `attempt` says; `None` if it was busy (`Once`).
+    fn locked_as<R>(
+        &self,
+        offset: usize,
+        attempt: Attempt,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<Option<R>> {
+        match attempt {
+            Attempt::Until(deadline) => self.locked(offset, deadline, f).map(Some),
+            Attempt::Once => {
+                let me = platform::current_thread();
+                if self.lock(offset).try_lock(&me).is_none() {
+                    return Ok(None);
+                }
+                let result = f();
+                let _ = self.lock(offset).unlock(&me);
+                result.map(Some)
+            }
+        }
+    }
+
+    fn append(&self, message: &[u8], attempt: Attempt) -> Result<Appended> {
+        let appended = self.locked_as(SEND_LOCK, attempt, || {
+            // Re-checked under the send lock: `end` sets the flag under it, so nothing published
+            // after this check can follow the end of the stream.
+            if self.is_ended() {
+                return Err(ended(self.name()));
+            }
             let tail = self.word(TAIL).load(Ordering::SeqCst);
             let used = self.used(self.word(HEAD).load(Ordering::SeqCst), tail)?;
             let need = frame_size(message.len());
             if self.capacity as usize - used < need {
-                return Ok(false);
+                return Ok(Appended::NoRoom);
             }
             let start = (tail & (self.capacity - 1)) as usize;
             self.copy_in(start, &(message.len() as u32).to_le_bytes());
@@ -306,42 +352,45 @@ impl Channel {
             let sent = self.word(SENT).load(Ordering::Relaxed);
             self.word(SENT)
                 .store(sent.wrapping_add(1), Ordering::Relaxed);
-            Ok(true)
+            Ok(Appended::Yes)
         })?;
-        if appended {
+        let appended = appended.unwrap_or(Appended::Busy);
+        if appended == Appended::Yes {
             self.wake_sleepers(RECV_SLEEPERS, RECV_EVENT);
         }
         Ok(appended)
     }
 
-    fn take(&self, deadline: Option<Instant>) -> Result<Option<Vec<u8>>> {
-        let message = self.locked(RECV_LOCK, deadline, || {
-            let head = self.word(HEAD).load(Ordering::SeqCst);
-            let used = self.used(head, self.word(TAIL).load(Ordering::SeqCst))?;
-            if used == 0 {
-                return Ok(None);
-            }
-            let start = (head & (self.capacity - 1)) as usize;
-            let mut length = [0u8; 4];
-            self.copy_out(start, &mut length);
-            let length = u32::from_le_bytes(length) as usize;
-            if length > self.capacity as usize - 4 || frame_size(length) > used {
-                return Err(corrupt(format!(
-                    "message length {length} with {used} bytes in flight"
-                )));
-            }
-            let mut message = vec![0u8; length];
-            self.copy_out((start + 4) % self.capacity as usize, &mut message);
-            // SYNC POINT (consume): the bytes are copied out before they are handed back.
-            self.word(HEAD).store(
-                head.wrapping_add(frame_size(length) as u32),
-                Ordering::SeqCst,
-            );
-            let received = self.word(RECEIVED).load(Ordering::Relaxed);
-            self.word(RECEIVED)
-                .store(received.wrapping_add(1), Ordering::Relaxed);
-            Ok(Some(message))
-        })?;
+    fn take(&self, attempt: Attempt) -> Result<Option<Vec<u8>>> {
+        let message = self
+            .locked_as(RECV_LOCK, attempt, || {
+                let head = self.word(HEAD).load(Ordering::SeqCst);
+                let used = self.used(head, self.word(TAIL).load(Ordering::SeqCst))?;
+                if used == 0 {
+                    return Ok(None);
+                }
+                let start = (head & (self.capacity - 1)) as usize;
+                let mut length = [0u8; 4];
+                self.copy_out(start, &mut length);
+                let length = u32::from_le_bytes(length) as usize;
+                if length > self.capacity as usize - 4 || frame_size(length) > used {
+                    return Err(corrupt(format!(
+                        "message length {length} with {used} bytes in flight"
+                    )));
+                }
+                let mut message = vec![0u8; length];
+                self.copy_out((start + 4) % self.capacity as usize, &mut message);
+                // SYNC POINT (consume): the bytes are copied out before they are handed back.
+                self.word(HEAD).store(
+                    head.wrapping_add(frame_size(length) as u32),
+                    Ordering::SeqCst,
+                );
+                let received = self.word(RECEIVED).load(Ordering::Relaxed);
+                self.word(RECEIVED)
+                    .store(received.wrapping_add(1), Ordering::Relaxed);
+                Ok(Some(message))
+            })?
+            .flatten();
         if message.is_some() {
             self.wake_sleepers(SEND_SLEEPERS, SEND_EVENT);
         }
@@ -424,6 +473,23 @@ impl Channel {
     }
 }
 
+/// How a send or receive takes its side's lock.
+#[derive(Clone, Copy)]
+enum Attempt {
+    /// Only if it is free now (`try_send`, `try_recv`): never waits.
+    Once,
+    /// Waiting until the deadline (`None`: no limit).
+    Until(Option<Instant>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Appended {
+    Yes,
+    NoRoom,
+    /// The send lock was held by another producer (`Attempt::Once` only).
+    Busy,
+}
+
 fn frame_size(length: usize) -> usize {
     4 + length.next_multiple_of(4)
 }
@@ -432,9 +498,9 @@ fn corrupt(what: String) -> Error {
     Error::new(ErrorCode::Corrupt, format!("Damaged channel: {what}"))
 }
 
-fn closed(name: &str) -> Error {
+fn ended(name: &str) -> Error {
     Error::new(
-        ErrorCode::ChannelClosed,
-        format!("Channel {name:?} is closed"),
+        ErrorCode::ChannelEnded,
+        format!("Channel {name:?} has ended"),
     )
 }

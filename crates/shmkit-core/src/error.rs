@@ -40,8 +40,8 @@ pub enum ErrorCode {
     SizeMismatch,
     /// `ABORT_ERR`: the caller cancelled the wait.
     Cancelled,
-    /// `ERR_SHM_CHANNEL_CLOSED`: the channel was closed (and, for receivers, drained).
-    ChannelClosed,
+    /// `ERR_SHM_CHANNEL_ENDED`: the stream was ended (and, for receivers, drained).
+    ChannelEnded,
     /// `ERR_SHM_WRONG_KIND`: a channel opened as a segment's peer expects, or the reverse.
     WrongKind,
     /// Any other OS error, by errno.
@@ -70,7 +70,7 @@ impl ErrorCode {
             ErrorCode::SizeMismatch => "ERR_SHM_SIZE_MISMATCH",
             ErrorCode::WrongKind => "ERR_SHM_WRONG_KIND",
             ErrorCode::Cancelled => "ABORT_ERR",
-            ErrorCode::ChannelClosed => "ERR_SHM_CHANNEL_CLOSED",
+            ErrorCode::ChannelEnded => "ERR_SHM_CHANNEL_ENDED",
             ErrorCode::Os(errno) => errno_name(*errno),
         }
     }

@@ -5,7 +5,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic            "shmkit\0\0", stored LAST by the creator (release): the ready flag
-//!      8    4 layout_version   1
+//!      8    4 layout_version   2
 //!     12    4 header_size      bytes before the data area; a multiple of 4096, <= 65536
 //!     16    8 data_size        bytes in the data area
 //!     24    4 kind             1 = segment, 2 = channel
@@ -13,8 +13,9 @@
 //!     32    8 created_unix_ms  creation time
 //!     40    4 creator_pid
 //!     44    4 name_len         bytes of the name at offset 256
-//!     48    4 checksum         FNV-1a (folded to 32 bits) of bytes 8..48 and of the name
-//!     52   12 reserved
+//!     48    4 checksum         FNV-1a (folded to 32 bits) of bytes 8..48, 56..64 and the name
+//!     52    4 reserved
+//!     56    8 instance         random, per creation: tells apart two segments of one name
 //!     64   64 header mutex     see docs/LOCKING.md
 //!    128  128 attach mutex, doomed flag, overflow count (see attach.rs)
 //!    256  256 name             the segment name, as given to create
@@ -31,7 +32,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::name::{fnv1a64, MAX_NAME_LEN};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"shmkit\0\0");
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2: owner records are cleared on release and asynchronous waiters never acquire (0.2).
+pub const LAYOUT_VERSION: u32 = 2;
 /// The smallest header, and the unit every header size is a multiple of.
 pub const MIN_HEADER_SIZE: usize = 4096;
 /// The largest header an opener accepts (macOS on Apple silicon has 16 KiB pages).
@@ -47,6 +49,7 @@ pub const OFF_CREATED_MS: usize = 32;
 pub const OFF_CREATOR_PID: usize = 40;
 pub const OFF_NAME_LEN: usize = 44;
 pub const OFF_CHECKSUM: usize = 48;
+pub const OFF_INSTANCE: usize = 56;
 /// Where the header mutex lives, from the start of the segment.
 pub const OFF_HEADER_MUTEX: usize = 64;
 pub const OFF_NAME: usize = 256;
@@ -61,6 +64,20 @@ const CHECKSUMMED: std::ops::Range<usize> = OFF_VERSION..OFF_CHECKSUM;
 pub enum Kind {
     Segment = 1,
     Channel = 2,
+}
+
+/// A number that differs between any two segments created on this machine: time, process and a
+/// per-process counter, mixed (not a secret: it only tells segments apart).
+pub fn new_instance() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut bytes = [0u8; 24];
+    bytes[..8].copy_from_slice(&nanos.to_le_bytes());
+    bytes[8..16].copy_from_slice(&u64::from(std::process::id()).to_le_bytes());
+    bytes[16..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    fnv1a64(&bytes) | 1
 }
 
 impl Kind {
@@ -83,6 +100,9 @@ pub struct HeaderInfo {
     pub creator_pid: u32,
     pub name: String,
     pub auto_unlink: bool,
+    /// Random, chosen at creation: two segments created under one name one after the other
+    /// have different instances (a process may still have the first one mapped).
+    pub instance: u64,
 }
 
 /// Outcome of looking at a header that may still be under construction.
@@ -143,8 +163,8 @@ impl RawHeader {
     }
 
     fn checksum(&self, name: &[u8]) -> u32 {
-        let mut bytes = Vec::with_capacity(CHECKSUMMED.len() + name.len());
-        for offset in CHECKSUMMED.step_by(4) {
+        let mut bytes = Vec::with_capacity(CHECKSUMMED.len() + 8 + name.len());
+        for offset in CHECKSUMMED.step_by(4).chain([OFF_INSTANCE, OFF_INSTANCE + 4]) {
             bytes.extend_from_slice(&self.u32_at(offset).load(Ordering::Relaxed).to_le_bytes());
         }
         bytes.extend_from_slice(name);
@@ -176,6 +196,8 @@ impl RawHeader {
         self.u32_at(OFF_NAME_LEN)
             .store(info.name.len() as u32, Ordering::Relaxed);
         self.write_name(info.name.as_bytes());
+        self.u64_at(OFF_INSTANCE)
+            .store(info.instance, Ordering::Relaxed);
         let checksum = self.checksum(info.name.as_bytes());
         self.u32_at(OFF_CHECKSUM).store(checksum, Ordering::Relaxed);
         // SYNC POINT (creator): publishes every store above to openers that see the magic.
@@ -245,6 +267,7 @@ impl RawHeader {
             creator_pid: self.u32_at(OFF_CREATOR_PID).load(Ordering::Relaxed),
             name,
             auto_unlink: flags & FLAG_AUTO_UNLINK != 0,
+            instance: self.u64_at(OFF_INSTANCE).load(Ordering::Relaxed),
         }))
     }
 }
@@ -262,6 +285,7 @@ mod tests {
             creator_pid: 42,
             name: "jobs".into(),
             auto_unlink: true,
+            instance: 0x1234_5678_9abc_def0,
         }
     }
 

@@ -18,17 +18,20 @@
 //! Invariant that keeps a waiter from being lost: a thread only sleeps on the exact value
 //! `tid | WAITERS`, and only after that value is in the word. An unlock replaces the word (so the
 //! kernel's compare fails for anyone about to sleep) and, seeing WAITERS, wakes one sleeper; a
-//! woken thread takes the lock as `me | WAITERS`, since other sleepers may remain.
+//! woken thread takes the lock as `me | WAITERS`, since other sleepers may remain, and a woken
+//! waiter that gives up passes the wake on.
 //!
-//! Owner identity sits beside the word (`owner_*`, written by the holder right after its CAS), so
-//! a waiter whose sleep times out can ask the OS whether the holder still runs and take the lock
-//! over with one CAS when it does not. The full protocol, including the JavaScript fast path that
-//! shares it, is in `docs/LOCKING.md`.
+//! Owner identity sits beside the word (`owner_*`, written by the holder right after its CAS,
+//! `owner_tid` last; cleared by the holder before it releases), so a waiter whose sleep times out
+//! can ask the OS whether the holder still runs and take the lock over with one CAS when it does
+//! not. Thread ids repeat across PID namespaces, so "held by this thread" means the whole record
+//! matches, never the tid alone. The full protocol, including the JavaScript fast path that
+//! shares it and the asynchronous waiters that only wait, is in `docs/LOCKING.md`.
 //!
 //! ```text
 //! offset size field
 //!      0    4 state         the lock word above
-//!      4    4 owner_tid     thread id the owner fields describe (written last)
+//!      4    4 owner_tid     thread id the owner fields describe (written last, 0 = none)
 //!      8    4 owner_ns      the holder's PID namespace id
 //!     12    4 owner_pid     the holder's process id
 //!     16    8 owner_start   the holder thread's start time (u64, little-endian)
@@ -50,13 +53,15 @@ pub const MUTEX_SIZE: usize = 64;
 /// Required alignment of a placed mutex.
 pub const MUTEX_ALIGN: usize = 8;
 
+/// The owner bits of the lock word: a thread id, 0 when the lock is free.
 pub const OWNER_MASK: u32 = 0x3FFF_FFFF;
+/// The lock word's "someone may be asleep" bit: the unlock that sees it wakes one sleeper.
 pub const WAITERS: u32 = 1 << 31;
 
 /// Spins before the first sleep: enough to cover a short critical section on another core.
 const SPIN_ROUNDS: u32 = 40;
 /// A waiter sleeps at most this long before checking that the holder still runs.
-const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 /// How long a holder that vanished before recording its identity must stay vanished.
 const UNRECORDED_OWNER_GRACE: Duration = Duration::from_millis(500);
 
@@ -98,6 +103,31 @@ pub struct Acquired {
     pub owner_died: bool,
 }
 
+/// How a [`MutexCell::wait_for_release`] ended. The waiter never takes the lock: the thread it
+/// serves does, with [`MutexCell::lock_after_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// The word showed no owner.
+    Free,
+    /// Woken by an unlock (or spuriously): the lock may be free.
+    Woken,
+    /// The holder was judged dead: the lock can be taken over.
+    OwnerDead,
+    TimedOut,
+    /// `cancel` was set; a wake this waiter received was passed on to another sleeper.
+    Cancelled,
+}
+
+/// How long a contended acquisition may take, and what it may presume.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockOptions {
+    /// Give up with `TimedOut` at this instant (`None`: never).
+    pub deadline: Option<Instant>,
+    /// For shmkit's own short critical sections only: a holder whose liveness cannot be judged
+    /// (another PID namespace) and that made no progress for this long is presumed dead.
+    pub presume_dead_after: Option<Duration>,
+}
+
 impl MutexCell {
     /// Views the cell at `ptr`.
     ///
@@ -115,64 +145,51 @@ impl MutexCell {
         self.state.load(Ordering::Relaxed)
     }
 
-    /// Takes the lock if it is free, or if its holder died. `Ok(None)` if a live thread holds it.
-    pub fn try_lock(&self, me: &ThreadIdentity) -> Result<Option<Acquired>> {
-        if self.cas(0, me.tid) {
+    /// Takes the lock if it is free, or if its holder died; `None` if a live thread holds it,
+    /// this one included (like POSIX `trylock`, it never waits and never fails for "busy").
+    pub fn try_lock(&self, me: &ThreadIdentity) -> Option<Acquired> {
+        if self.cas_acquire(0, me.tid) {
             self.record_owner(me);
-            return Ok(Some(Acquired { owner_died: false }));
+            return Some(Acquired { owner_died: false });
         }
         let current = self.state.load(Ordering::Relaxed);
-        self.refuse_recursion(current, me)?;
         if self.try_take_free(current, me, false) {
-            return Ok(Some(Acquired { owner_died: false }));
+            return Some(Acquired { owner_died: false });
         }
-        if self.owner_is_dead(current, &mut None) && self.take_over(current, me) {
-            return Ok(Some(Acquired { owner_died: true }));
+        if !self.is_held_by(current, me)
+            && self.owner_is_dead(current, &mut None)
+            && self.take_over(current, me)
+        {
+            return Some(Acquired { owner_died: true });
         }
-        Ok(None)
+        None
     }
 
-    /// Blocks until the lock is ours or `timeout` passes (`None`: wait forever).
-    /// Fails with `WouldDeadlock` if `me` already holds it: blocking would never end.
+    /// Blocks until the lock is ours or `timeout` passes (`None`, or a timeout too large for a
+    /// deadline: wait forever). Fails with `WouldDeadlock` if `me` already holds it.
     pub fn lock(&self, me: &ThreadIdentity, timeout: Option<Duration>) -> Result<Acquired> {
-        if self.cas(0, me.tid) {
-            self.record_owner(me);
-            return Ok(Acquired { owner_died: false });
-        }
-        self.refuse_recursion(self.state.load(Ordering::Relaxed), me)?;
-        self.lock_contended(
+        self.lock_with(
             me,
-            timeout.map(|t| Instant::now() + t),
-            &AtomicBool::new(false),
+            LockOptions {
+                deadline: platform::deadline_after(timeout),
+                presume_dead_after: None,
+            },
         )
     }
 
-    /// Like [`lock`](Self::lock), for a waiter that runs on another thread on behalf of `me`
-    /// (asynchronous acquisition): gives up with `Cancelled` within one sleep slice (50 ms) of
-    /// `cancel` being set, and does NOT refuse a lock `me` already
-    /// holds: it waits for that holding to end like any other, which is how several pending
-    /// acquisitions of one JavaScript thread queue up behind each other.
-    pub fn lock_on_behalf(
-        &self,
-        me: &ThreadIdentity,
-        timeout: Option<Duration>,
-        cancel: &AtomicBool,
-    ) -> Result<Acquired> {
-        if self.cas(0, me.tid) {
+    /// [`lock`](Self::lock) with every option.
+    pub fn lock_with(&self, me: &ThreadIdentity, options: LockOptions) -> Result<Acquired> {
+        if self.cas_acquire(0, me.tid) {
             self.record_owner(me);
             return Ok(Acquired { owner_died: false });
         }
-        self.lock_contended(me, timeout.map(|t| Instant::now() + t), cancel)
-    }
-
-    #[cold]
-    fn lock_contended(
-        &self,
-        me: &ThreadIdentity,
-        deadline: Option<Instant>,
-        cancel: &AtomicBool,
-    ) -> Result<Acquired> {
-        let acquired = self.contend(me, deadline, cancel);
+        if self.is_held_by(self.state.load(Ordering::Relaxed), me) {
+            return Err(Error::new(
+                ErrorCode::WouldDeadlock,
+                "This thread already holds the lock; shmkit locks are not recursive",
+            ));
+        }
+        let acquired = self.contend(me, options);
         if acquired.is_ok() {
             // We hold the lock: a plain read-modify-write is enough.
             let count = self.contended.load(Ordering::Relaxed);
@@ -182,12 +199,8 @@ impl MutexCell {
         acquired
     }
 
-    fn contend(
-        &self,
-        me: &ThreadIdentity,
-        deadline: Option<Instant>,
-        cancel: &AtomicBool,
-    ) -> Result<Acquired> {
+    #[cold]
+    fn contend(&self, me: &ThreadIdentity, options: LockOptions) -> Result<Acquired> {
         for round in 0..SPIN_ROUNDS {
             let current = self.state.load(Ordering::Relaxed);
             if current & OWNER_MASK == 0 && self.try_take_free(current, me, false) {
@@ -198,13 +211,8 @@ impl MutexCell {
             }
         }
         let mut unrecorded_dead_since = None;
+        let mut unchanged_since: Option<(u32, u32, Instant)> = None;
         loop {
-            if cancel.load(Ordering::Acquire) {
-                return Err(Error::new(
-                    ErrorCode::Cancelled,
-                    "The lock request was cancelled",
-                ));
-            }
             let current = self.state.load(Ordering::Relaxed);
             if current & OWNER_MASK == 0 {
                 // Free. Take it with WAITERS set: other sleepers may exist and must not be lost.
@@ -214,50 +222,163 @@ impl MutexCell {
                 continue;
             }
             let sleeping_on = current | WAITERS;
-            if current & WAITERS == 0 && !self.cas(current, sleeping_on) {
+            if current & WAITERS == 0 && !self.cas_relaxed(current, sleeping_on) {
                 continue;
             }
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let remaining = options
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if remaining == Some(Duration::ZERO) {
                 return Err(Error::new(
                     ErrorCode::TimedOut,
                     "Timed out waiting for the lock",
                 ));
             }
-            let slice = remaining.map_or(LIVENESS_SLICE, |r| r.min(LIVENESS_SLICE));
-            self.sleepers.fetch_add(1, Ordering::Relaxed);
-            let outcome = platform::wait(&self.state, sleeping_on, Some(slice));
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            if outcome == WaitOutcome::TimedOut
-                && self.state.load(Ordering::Relaxed) == sleeping_on
-                && self.owner_is_dead(sleeping_on, &mut unrecorded_dead_since)
-                && self.take_over(sleeping_on, me)
+            let outcome = self.sleep(sleeping_on, remaining);
+            if outcome != WaitOutcome::TimedOut || self.state.load(Ordering::Relaxed) != sleeping_on
             {
+                unchanged_since = None;
+                continue;
+            }
+            let dead = self.owner_is_dead(sleeping_on, &mut unrecorded_dead_since)
+                || self.presumed_dead(sleeping_on, options, &mut unchanged_since);
+            if dead && self.take_over(sleeping_on, me) {
                 return Ok(Acquired { owner_died: true });
             }
         }
     }
 
-    /// Releases the lock held by `me`.
-    pub fn unlock(&self, me: &ThreadIdentity) -> Result<()> {
-        if self.cas(me.tid, 0) {
-            return Ok(());
+    /// One sleep on `sleeping_on`, for at most a liveness slice.
+    fn sleep(&self, sleeping_on: u32, remaining: Option<Duration>) -> WaitOutcome {
+        let slice = remaining.map_or(LIVENESS_SLICE, |r| r.min(LIVENESS_SLICE));
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        let outcome = platform::wait(&self.state, sleeping_on, Some(slice));
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// For `presume_dead_after`: true once a holder whose liveness is unknown has kept the
+    /// exact same word and acquisition count for that long.
+    fn presumed_dead(
+        &self,
+        state: u32,
+        options: LockOptions,
+        unchanged_since: &mut Option<(u32, u32, Instant)>,
+    ) -> bool {
+        let Some(limit) = options.presume_dead_after else {
+            return false;
+        };
+        if self.owner_liveness(state) != Liveness::Unknown {
+            *unchanged_since = None;
+            return false;
         }
+        let acquisitions = self.acquisitions.load(Ordering::Relaxed);
+        match *unchanged_since {
+            Some((seen_state, seen_acquisitions, since))
+                if seen_state == state && seen_acquisitions == acquisitions =>
+            {
+                since.elapsed() >= limit
+            }
+            _ => {
+                *unchanged_since = Some((state, acquisitions, Instant::now()));
+                false
+            }
+        }
+    }
+
+    /// For an asynchronous waiter thread serving `me`: sleeps until the lock looks free, an unlock
+    /// wakes it, its holder is judged dead, `deadline` passes or `cancel` is set. It never takes
+    /// the lock (the thread it serves does, with [`lock_after_wait`](Self::lock_after_wait)), so
+    /// no lock is ever held by a thread that is not running the code that will release it. It
+    /// checks `cancel` at least every [`LIVENESS_SLICE`]; a wake it consumed after `cancel` was set
+    /// is passed on to another sleeper.
+    pub fn wait_for_release(&self, deadline: Option<Instant>, cancel: &AtomicBool) -> LockWait {
+        let mut unrecorded_dead_since = None;
+        loop {
+            if cancel.load(Ordering::Acquire) {
+                return LockWait::Cancelled;
+            }
+            let current = self.state.load(Ordering::Relaxed);
+            if current & OWNER_MASK == 0 {
+                return LockWait::Free;
+            }
+            let sleeping_on = current | WAITERS;
+            if current & WAITERS == 0 && !self.cas_relaxed(current, sleeping_on) {
+                continue;
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return LockWait::TimedOut;
+            }
+            match self.sleep(sleeping_on, remaining) {
+                WaitOutcome::Woken if cancel.load(Ordering::Acquire) => {
+                    self.pass_on_wake();
+                    return LockWait::Cancelled;
+                }
+                WaitOutcome::Woken => return LockWait::Woken,
+                WaitOutcome::NotEqual => {}
+                WaitOutcome::TimedOut => {
+                    if self.state.load(Ordering::Relaxed) == sleeping_on
+                        && self.owner_is_dead(sleeping_on, &mut unrecorded_dead_since)
+                    {
+                        return LockWait::OwnerDead;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The second half of an asynchronous acquisition, run by the thread that will hold the lock
+    /// after [`wait_for_release`](Self::wait_for_release) returned `Free`, `Woken` or `OwnerDead`
+    /// (`owner_dead`). Takes a free word keeping WAITERS (other sleepers may remain), or takes
+    /// over from a holder that is (still) dead; `None` if a live thread holds it: wait again.
+    pub fn lock_after_wait(&self, me: &ThreadIdentity, owner_dead: bool) -> Option<Acquired> {
         let current = self.state.load(Ordering::Relaxed);
-        if current & OWNER_MASK != me.tid {
+        if self.try_take_free(current, me, true) {
+            return Some(Acquired { owner_died: false });
+        }
+        let dead = owner_dead && !self.is_held_by(current, me) && {
+            // The waiter already waited out the grace for a holder that never recorded itself.
+            let mut grace_over = Instant::now().checked_sub(UNRECORDED_OWNER_GRACE);
+            self.owner_is_dead(current, &mut grace_over)
+        };
+        if dead && self.take_over(current, me) {
+            return Some(Acquired { owner_died: true });
+        }
+        None
+    }
+
+    /// Wakes one sleeper: for a waiter that consumed a wake it will not use (it gave up), so the
+    /// next sleeper is not left asleep on a free lock until its liveness slice ends.
+    pub fn pass_on_wake(&self) {
+        platform::wake(&self.state, 1);
+    }
+
+    /// Releases the lock held by `me`; `NotOwner` if `me` does not hold it.
+    pub fn unlock(&self, me: &ThreadIdentity) -> Result<()> {
+        if !self.is_held_by(self.state.load(Ordering::Relaxed), me) {
             return Err(Error::new(
                 ErrorCode::NotOwner,
                 "Cannot unlock: this thread does not hold the lock",
             ));
         }
-        self.unlock_contended();
+        self.owner_tid.store(0, Ordering::Relaxed);
+        if self
+            .state
+            .compare_exchange(me.tid, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_contended();
+        }
         Ok(())
     }
 
     /// The slow half of unlock, for a holder whose CAS failed because WAITERS is set. The caller
-    /// has checked it is the holder (the JavaScript fast path calls this after its own check).
+    /// has checked it is the holder and cleared the owner record (the JavaScript fast path calls
+    /// this after its own check).
     #[cold]
     pub fn unlock_contended(&self) {
+        self.owner_tid.store(0, Ordering::Relaxed);
         let previous = self.state.swap(0, Ordering::Release);
         if previous & WAITERS != 0 {
             platform::wake(&self.state, 1);
@@ -270,24 +391,29 @@ impl MutexCell {
         if owner == 0 {
             return None;
         }
-        let recorded = self.recorded_owner();
-        Some((owner, recorded.filter(|r| r.tid == owner)))
+        Some((owner, self.recorded_owner(owner)))
     }
 
-    fn cas(&self, from: u32, to: u32) -> bool {
+    /// Whether `me` holds the lock whose word reads `state`: the owner bits name its tid AND the
+    /// owner record is its whole identity (tids repeat across PID namespaces; the record is
+    /// cleared before every release, so a record naming a live thread is that thread's holding).
+    pub fn is_held_by(&self, state: u32, me: &ThreadIdentity) -> bool {
+        state & OWNER_MASK == me.tid
+            && self
+                .recorded_owner(me.tid)
+                .is_some_and(|r| r.namespace == me.namespace && r.start_time == me.start_time)
+    }
+
+    fn cas_acquire(&self, from: u32, to: u32) -> bool {
         self.state
             .compare_exchange(from, to, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    fn refuse_recursion(&self, current: u32, me: &ThreadIdentity) -> Result<()> {
-        if current & OWNER_MASK == me.tid {
-            return Err(Error::new(
-                ErrorCode::WouldDeadlock,
-                "This thread already holds the lock; shmkit locks are not recursive",
-            ));
-        }
-        Ok(())
+    fn cas_relaxed(&self, from: u32, to: u32) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Takes a lock observed free in `current`, keeping WAITERS if it was set or `keep_waiters`.
@@ -297,15 +423,17 @@ impl MutexCell {
         } else {
             current & WAITERS
         };
-        if current & OWNER_MASK == 0 && self.cas(current, me.tid | waiters) {
+        if current & OWNER_MASK == 0 && self.cas_acquire(current, me.tid | waiters) {
             self.record_owner(me);
             return true;
         }
         false
     }
 
+    /// Takes the lock from the exact word `dead_state` judged dead: one CAS, so two waiters
+    /// cannot both take it, and a holder that released in the meantime is never robbed.
     fn take_over(&self, dead_state: u32, me: &ThreadIdentity) -> bool {
-        if self.cas(dead_state, me.tid | WAITERS) {
+        if self.cas_acquire(dead_state, me.tid | WAITERS) {
             let deaths = self.owner_deaths.load(Ordering::Relaxed);
             self.owner_deaths
                 .store(deaths.wrapping_add(1), Ordering::Relaxed);
@@ -324,18 +452,25 @@ impl MutexCell {
         self.owner_ns.store(me.namespace, Ordering::Relaxed);
         self.owner_pid.store(me.pid, Ordering::Relaxed);
         self.owner_start.store(me.start_time, Ordering::Relaxed);
-        // Written last: a reader that sees this tid also sees the fields above.
+        // SYNC POINT (record): written last; a reader that sees this tid sees the fields above.
         self.owner_tid.store(me.tid, Ordering::Release);
     }
 
-    fn recorded_owner(&self) -> Option<ThreadIdentity> {
-        let tid = self.owner_tid.load(Ordering::Acquire);
-        (tid != 0).then(|| ThreadIdentity {
+    /// The owner record, if it describes `tid` and was not rewritten while being read.
+    fn recorded_owner(&self, tid: u32) -> Option<ThreadIdentity> {
+        // SYNC POINT (record): pairs with the release store of `owner_tid` in `record_owner`.
+        if tid == 0 || self.owner_tid.load(Ordering::Acquire) != tid {
+            return None;
+        }
+        let identity = ThreadIdentity {
             tid,
             namespace: self.owner_ns.load(Ordering::Relaxed),
             start_time: self.owner_start.load(Ordering::Relaxed),
             pid: self.owner_pid.load(Ordering::Relaxed),
-        })
+        };
+        // A holder that cleared the record (releasing) or a new one rewriting it shows here.
+        std::sync::atomic::fence(Ordering::Acquire);
+        (self.owner_tid.load(Ordering::Relaxed) == tid).then_some(identity)
     }
 
     /// A snapshot for introspection.
@@ -344,9 +479,7 @@ impl MutexCell {
         let holder_tid = state & OWNER_MASK;
         MutexStats {
             holder_tid,
-            holder: self
-                .recorded_owner()
-                .filter(|r| holder_tid != 0 && r.tid == holder_tid),
+            holder: self.recorded_owner(holder_tid),
             waiters: state & WAITERS != 0,
             sleepers: self.sleepers.load(Ordering::Relaxed),
             acquisitions: self.acquisitions.load(Ordering::Relaxed),
@@ -355,16 +488,22 @@ impl MutexCell {
         }
     }
 
+    /// The liveness of the holder in `state`, as far as its record lets us judge.
+    fn owner_liveness(&self, state: u32) -> Liveness {
+        match self.recorded_owner(state & OWNER_MASK) {
+            Some(recorded) => platform::liveness(&recorded),
+            None => Liveness::Unknown,
+        }
+    }
+
     /// Whether the holder in `state` has stopped running. A holder that has not recorded its
     /// identity yet (it is between its CAS and `record_owner`, or died right there) is only
     /// declared dead once its thread id has been gone for [`UNRECORDED_OWNER_GRACE`].
     fn owner_is_dead(&self, state: u32, unrecorded_dead_since: &mut Option<Instant>) -> bool {
         let owner = state & OWNER_MASK;
-        match self.recorded_owner() {
-            Some(recorded) if recorded.tid == owner => {
-                platform::liveness(&recorded) == Liveness::Dead
-            }
-            _ => {
+        match self.recorded_owner(owner) {
+            Some(recorded) => platform::liveness(&recorded) == Liveness::Dead,
+            None => {
                 let bare = ThreadIdentity {
                     tid: owner,
                     namespace: 0,
@@ -385,6 +524,7 @@ impl MutexCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::UnsafeCell;
     use std::sync::Arc;
 
     fn cell() -> Arc<Vec<AtomicU64>> {
@@ -396,32 +536,44 @@ mod tests {
         unsafe { MutexCell::at(memory.as_ptr() as *mut u8) }
     }
 
+    /// Data the mutex protects, read and written WITHOUT atomics: under ThreadSanitizer, an
+    /// unlock without Release ordering shows as a data race here (it did, before the fix).
+    struct Unprotected(UnsafeCell<u64>);
+    // SAFETY: every access happens under the mutex being tested.
+    unsafe impl Sync for Unprotected {}
+
     #[test]
     fn excludes_threads() {
         let memory = cell();
-        let counter = Arc::new(AtomicU64::new(0));
+        let counter = Arc::new(Unprotected(UnsafeCell::new(0)));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (memory, counter) = (memory.clone(), counter.clone());
                 std::thread::spawn(move || {
                     let me = platform::current_thread();
-                    for _ in 0..20_000 {
-                        view(&memory).lock(&me, None).unwrap();
-                        // A non-atomic read-modify-write: lost updates would show without mutual exclusion.
-                        let value = counter.load(Ordering::Relaxed);
-                        counter.store(value + 1, Ordering::Relaxed);
+                    for round in 0..20_000 {
+                        if round % 3 == 0 {
+                            while view(&memory).try_lock(&me).is_none() {
+                                std::hint::spin_loop();
+                            }
+                        } else {
+                            view(&memory).lock(&me, None).unwrap();
+                        }
+                        // SAFETY: we hold the lock; no other thread touches the counter now.
+                        unsafe { *counter.0.get() += 1 };
                         view(&memory).unlock(&me).unwrap();
                     }
                 })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(counter.load(Ordering::Relaxed), 80_000);
+        // SAFETY: every thread has finished.
+        assert_eq!(unsafe { *counter.0.get() }, 80_000);
         assert_eq!(view(&memory).state(), 0);
     }
 
     #[test]
-    fn misuse_is_an_error() {
+    fn misuse_is_an_error_and_try_lock_never_fails_for_busy() {
         let memory = cell();
         let mutex = view(&memory);
         let me = platform::current_thread();
@@ -431,12 +583,52 @@ mod tests {
             mutex.lock(&me, None).unwrap_err().code(),
             ErrorCode::WouldDeadlock
         );
-        assert_eq!(
-            mutex.try_lock(&me).unwrap_err().code(),
-            ErrorCode::WouldDeadlock
-        );
+        assert_eq!(mutex.try_lock(&me), None, "held by this thread: busy");
         mutex.unlock(&me).unwrap();
         assert_eq!(mutex.unlock(&me).unwrap_err().code(), ErrorCode::NotOwner);
+        assert_eq!(mutex.holder(), None, "the record is cleared on release");
+    }
+
+    /// Defect: thread ids repeat across PID namespaces (two containers, each with its pid 1).
+    /// The same tid with another namespace or start time is another thread: it waits, it does
+    /// not get EDEADLK, and it cannot unlock the holder's lock.
+    #[test]
+    fn the_same_tid_in_another_namespace_is_another_thread() {
+        let memory = cell();
+        let mutex = view(&memory);
+        let me = platform::current_thread();
+        let twin = ThreadIdentity {
+            namespace: me.namespace ^ 0x5a5a,
+            start_time: me.start_time + 7,
+            pid: 1,
+            ..me
+        };
+        mutex.lock(&twin, None).unwrap();
+        assert_eq!(mutex.try_lock(&me), None);
+        let started = Instant::now();
+        assert_eq!(
+            mutex
+                .lock(&me, Some(Duration::from_millis(120)))
+                .unwrap_err()
+                .code(),
+            ErrorCode::TimedOut,
+            "waits for the twin (whose liveness is unknown), never EDEADLK"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(120));
+        assert_eq!(mutex.unlock(&me).unwrap_err().code(), ErrorCode::NotOwner);
+        assert_eq!(mutex.state() & OWNER_MASK, me.tid, "still held by the twin");
+        mutex.unlock(&twin).unwrap();
+        assert!(!mutex.lock(&me, None).unwrap().owner_died);
+        mutex.unlock(&me).unwrap();
+    }
+
+    #[test]
+    fn huge_timeouts_mean_no_deadline() {
+        let memory = cell();
+        let me = platform::current_thread();
+        let acquired = view(&memory).lock(&me, Some(Duration::MAX)).unwrap();
+        assert!(!acquired.owner_died);
+        view(&memory).unlock(&me).unwrap();
     }
 
     #[test]
@@ -457,37 +649,53 @@ mod tests {
         .unwrap();
         assert_eq!(result.0.unwrap_err().code(), ErrorCode::TimedOut);
         assert!(result.1 >= Duration::from_millis(120));
-        assert_eq!(
-            view(&memory)
-                .try_lock(&platform::current_thread())
-                .unwrap_err()
-                .code(),
-            ErrorCode::WouldDeadlock
-        );
+        view(&memory).unlock(&me).unwrap();
     }
 
     #[test]
-    fn a_waiter_on_behalf_gives_up_when_cancelled_and_queues_behind_its_own_thread() {
+    fn an_async_waiter_only_waits_and_the_served_thread_takes_the_lock() {
         let memory = cell();
-        let me = platform::current_thread();
-        view(&memory).lock(&me, None).unwrap();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (other, flag) = (memory.clone(), cancel.clone());
-        let waiter = std::thread::spawn(move || view(&other).lock_on_behalf(&me, None, &flag));
+        let holder = platform::current_thread();
+        view(&memory).lock(&holder, None).unwrap();
+        let (other, flag) = (memory.clone(), Arc::new(AtomicBool::new(false)));
+        let cancel = flag.clone();
+        let waiter = std::thread::spawn(move || view(&other).wait_for_release(None, &flag));
         std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            view(&memory).state(),
+            holder.tid | WAITERS,
+            "the waiter set WAITERS"
+        );
         cancel.store(true, Ordering::Release);
-        let outcome = waiter.join().unwrap();
-        assert_eq!(outcome.unwrap_err().code(), ErrorCode::Cancelled);
+        assert_eq!(waiter.join().unwrap(), LockWait::Cancelled);
+        assert_eq!(
+            view(&memory).state() & OWNER_MASK,
+            holder.tid,
+            "nothing taken"
+        );
 
-        // Not cancelled: it waits for this thread's own holding, then takes the lock for `me`.
+        // Not cancelled: woken by the unlock; the lock is still free for the served thread.
         let other = memory.clone();
         let waiter = std::thread::spawn(move || {
-            view(&other).lock_on_behalf(&me, Some(Duration::from_secs(5)), &AtomicBool::new(false))
+            let outcome = view(&other).wait_for_release(None, &AtomicBool::new(false));
+            let me = platform::current_thread();
+            let acquired = view(&other).lock_after_wait(&me, false);
+            view(&other).unlock(&me).unwrap();
+            (outcome, acquired)
         });
         std::thread::sleep(Duration::from_millis(30));
-        view(&memory).unlock(&me).unwrap();
-        assert!(!waiter.join().unwrap().unwrap().owner_died);
-        view(&memory).unlock(&me).unwrap();
+        view(&memory).unlock(&holder).unwrap();
+        let (outcome, acquired) = waiter.join().unwrap();
+        assert!(matches!(outcome, LockWait::Woken | LockWait::Free));
+        assert_eq!(acquired, Some(Acquired { owner_died: false }));
+
+        let deadline = Some(Instant::now() + Duration::from_millis(40));
+        view(&memory).lock(&holder, None).unwrap();
+        assert_eq!(
+            view(&memory).wait_for_release(deadline, &AtomicBool::new(false)),
+            LockWait::TimedOut
+        );
+        view(&memory).unlock(&holder).unwrap();
     }
 
     #[cfg(target_os = "linux")]
@@ -510,5 +718,42 @@ mod tests {
         view(&memory).unlock(&me).unwrap();
         let again = view(&memory).lock(&me, None).unwrap();
         assert!(!again.owner_died);
+        view(&memory).unlock(&me).unwrap();
+
+        // An async waiter reports the death; the served thread takes over.
+        let holder = memory.clone();
+        std::thread::spawn(move || {
+            view(&holder)
+                .lock(&platform::current_thread(), None)
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+        let outcome = view(&memory).wait_for_release(None, &AtomicBool::new(false));
+        assert_eq!(outcome, LockWait::OwnerDead);
+        assert_eq!(
+            view(&memory).lock_after_wait(&me, true),
+            Some(Acquired { owner_died: true })
+        );
+        view(&memory).unlock(&me).unwrap();
+    }
+
+    #[test]
+    fn a_holder_of_unknown_liveness_is_presumed_dead_only_when_asked() {
+        let memory = cell();
+        let me = platform::current_thread();
+        let foreign = ThreadIdentity {
+            namespace: me.namespace ^ 1,
+            ..me
+        };
+        view(&memory).lock(&foreign, None).unwrap();
+        let options = LockOptions {
+            deadline: Some(Instant::now() + Duration::from_secs(5)),
+            presume_dead_after: Some(Duration::from_millis(150)),
+        };
+        let started = Instant::now();
+        assert!(view(&memory).lock_with(&me, options).unwrap().owner_died);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        view(&memory).unlock(&me).unwrap();
     }
 }

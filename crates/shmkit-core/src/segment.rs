@@ -90,7 +90,7 @@ impl Segment {
                 format!("The mode {:#o} has bits beyond 0o777", options.mode),
             ));
         }
-        let header_size = page_size().max(header::MIN_HEADER_SIZE);
+        let header_size = platform::page_size().max(header::MIN_HEADER_SIZE);
         let total = header_size + options.size;
         let mapping = Mapping::create(&name::os_id(name), total, options.mode, options.reserve)
             .map_err(|err| match err.code() {
@@ -110,6 +110,7 @@ impl Segment {
             creator_pid: std::process::id(),
             name: name.to_owned(),
             auto_unlink: options.auto_unlink,
+            instance: header::new_instance(),
         };
         // Attach before publishing the header: nobody (not even a garbage collector) can see an
         // auto-unlink segment with no attacher. The mapping is still the crate's "owner" here, so
@@ -195,12 +196,15 @@ impl Segment {
 
     /// Opens segment `name`, waiting up to `ready_timeout` for a concurrent creator to finish.
     pub fn open(name: &str, ready_timeout: Duration) -> Result<Segment> {
-        let deadline = Instant::now() + ready_timeout;
+        let deadline = platform::deadline_after(Some(ready_timeout));
         loop {
             let (mapping, info) = Self::open_mapping(name, ready_timeout)?;
             match Segment::attach(mapping, info, name::os_id(name)) {
                 // A closer is removing it: the next open finds the name gone, or a new segment.
-                Err(err) if err.code() == ErrorCode::NotFound && Instant::now() < deadline => {
+                Err(err)
+                    if err.code() == ErrorCode::NotFound
+                        && deadline.is_none_or(|d| Instant::now() < d) =>
+                {
                     std::thread::sleep(Duration::from_millis(1))
                 }
                 other => return other,
@@ -212,11 +216,11 @@ impl Segment {
     fn open_mapping(name: &str, ready_timeout: Duration) -> Result<(Mapping, HeaderInfo)> {
         name::validate(name)?;
         let os_id = name::os_id(name);
-        let deadline = Instant::now() + ready_timeout;
+        let deadline = platform::deadline_after(Some(ready_timeout));
         loop {
             match Self::try_open(name, &os_id)? {
                 Some(opened) => return Ok(opened),
-                None if Instant::now() >= deadline => {
+                None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     return Err(Error::new(
                         ErrorCode::NotReady,
                         format!(
@@ -405,7 +409,7 @@ impl Segment {
     ) -> Result<WaitOutcome> {
         const SLICE: Duration = Duration::from_millis(50);
         let word = self.word_at(offset)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = platform::deadline_after(timeout);
         loop {
             if cancel.load(Ordering::Acquire) {
                 return Err(Error::new(ErrorCode::Cancelled, "The wait was cancelled"));
@@ -460,18 +464,6 @@ fn check_size(size: usize) -> Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(header::MIN_HEADER_SIZE)
-}
-
-#[cfg(not(unix))]
-fn page_size() -> usize {
-    header::MIN_HEADER_SIZE
-}
-
 impl Drop for Segment {
     /// A segment dropped without `detach` (in Node: garbage-collected without `close()`) forgets
     /// its attachment but never unlinks, even with `auto_unlink`: nothing is removed behind the
@@ -490,27 +482,20 @@ impl Drop for Segment {
     }
 }
 
-#[cfg(target_os = "linux")]
 fn list_names() -> Result<Vec<String>> {
-    let entries = std::fs::read_dir("/dev/shm").map_err(|e| {
-        Error::os(
-            e.raw_os_error().unwrap_or(libc::EIO),
-            "Cannot list /dev/shm",
-        )
+    let names = platform::list_shm_names(name::OS_PREFIX).map_err(|e| {
+        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+        if errno == libc::ENOSYS {
+            Error::new(
+                ErrorCode::Os(libc::ENOSYS),
+                "Listing segments needs Linux: this system offers no way to enumerate shared-memory objects",
+            )
+        } else {
+            Error::os(errno, "Cannot list the shared-memory directory")
+        }
     })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| file.strip_prefix(name::OS_PREFIX).map(str::to_owned))
+    Ok(names
+        .into_iter()
         .filter(|name| name::validate(name).is_ok())
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn list_names() -> Result<Vec<String>> {
-    Err(Error::new(
-        ErrorCode::Os(libc::ENOSYS),
-        "Listing segments needs Linux: this system offers no way to enumerate shared-memory objects",
-    ))
+        .collect())
 }

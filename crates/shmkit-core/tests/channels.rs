@@ -53,7 +53,7 @@ fn threads_get_every_message_once_and_in_order_per_producer() {
                             assert_eq!(bytes, message(producer, seq), "whole");
                             seen.entry(producer).or_default().push(seq);
                         }
-                        Err(err) if err.code() == ErrorCode::ChannelClosed => return seen,
+                        Err(err) if err.code() == ErrorCode::ChannelEnded => return seen,
                         Err(err) => panic!("{err}"),
                     }
                 }
@@ -61,7 +61,7 @@ fn threads_get_every_message_once_and_in_order_per_producer() {
         })
         .collect();
     producers.into_iter().for_each(|p| p.join().unwrap());
-    channel.close();
+    channel.end(None).unwrap();
     let reports: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
     for producer in 0..3 {
         let mut all = Vec::new();
@@ -104,15 +104,15 @@ fn every_size_around_the_wrap_keeps_its_bytes_and_limits_are_errors() {
     );
     let full = channel.send(&[0; 30], Some(Duration::from_millis(20)));
     assert_eq!(full.unwrap_err().code(), ErrorCode::TimedOut);
-    channel.close();
+    channel.end(None).unwrap();
     assert_eq!(
         channel.try_send(b"late").unwrap_err().code(),
-        ErrorCode::ChannelClosed
+        ErrorCode::ChannelEnded
     );
     assert_eq!(channel.recv(None).unwrap().len(), 30, "drains after close");
     assert_eq!(
         channel.recv(None).unwrap_err().code(),
-        ErrorCode::ChannelClosed
+        ErrorCode::ChannelEnded
     );
 }
 
@@ -174,10 +174,10 @@ fn a_javascript_peer_speaks_the_same_protocol() {
          const inbox = Channel.open({ping:?}), outbox = Channel.open({pong:?});
          for (;;) {{
            let m;
-           try {{ m = inbox.recv({{ timeout: 20000 }}) }} catch (e) {{ if (e.code === 'ERR_SHM_CHANNEL_CLOSED') break; throw e }}
+           try {{ m = inbox.recv({{ timeout: 20000 }}) }} catch (e) {{ if (e.code === 'ERR_SHM_CHANNEL_ENDED') break; throw e }}
            outbox.send(m, {{ timeout: 20000 }});
          }}
-         outbox.close();",
+         outbox.end();",
         root = root.join("index.js"),
     );
     let mut peer = Command::new("node").args(["-e", &script]).spawn().unwrap();
@@ -187,14 +187,14 @@ fn a_javascript_peer_speaks_the_same_protocol() {
             let bytes: Vec<u8> = (0..size).map(|j| (i + j) as u8).collect();
             outbox.send(&bytes, Some(Duration::from_secs(20))).unwrap();
         }
-        outbox.close();
+        outbox.end(None).unwrap();
         sizes
     });
     let mut echoed = Vec::new();
     loop {
         match inbox.recv(Some(Duration::from_secs(20))) {
             Ok(bytes) => echoed.push(bytes),
-            Err(err) if err.code() == ErrorCode::ChannelClosed => break,
+            Err(err) if err.code() == ErrorCode::ChannelEnded => break,
             Err(err) => panic!("{err}"),
         }
     }

@@ -53,6 +53,7 @@ fn valid_header() -> Vec<AtomicU64> {
         creator_pid: 2,
         name: "fuzzed".into(),
         auto_unlink: false,
+        instance: 3,
     });
     memory
 }
@@ -94,7 +95,7 @@ proptest! {
         let cell = unsafe { MutexCell::at(memory.as_ptr() as *mut u8) };
         let me = shmkit_core::current_thread();
         let _ = cell.stats();
-        if let Ok(Some(_)) = cell.try_lock(&me) {
+        if cell.try_lock(&me).is_some() {
             prop_assert!(cell.unlock(&me).is_ok());
         }
         match cell.lock(&me, Some(Duration::from_millis(2))) {
@@ -141,7 +142,7 @@ proptest! {
             raw.word_at(64).unwrap().store(head * 4 + used * 4, Ordering::SeqCst);
             raw.word_at(512 + (head as usize % 64) * 4).unwrap().store(length, Ordering::SeqCst);
         }
-        let allowed = |code: ErrorCode| matches!(code, ErrorCode::Corrupt | ErrorCode::ChannelClosed | ErrorCode::TimedOut);
+        let allowed = |code: ErrorCode| matches!(code, ErrorCode::Corrupt | ErrorCode::ChannelEnded | ErrorCode::TimedOut);
         for outcome in [channel.try_recv().map(|_| ()), channel.try_send(b"fuzz").map(|_| ()), channel.recv(Some(Duration::from_millis(1))).map(|_| ()), channel.send(b"x", Some(Duration::from_millis(1)))] {
             if let Err(err) = outcome {
                 prop_assert!(allowed(err.code()), "{err}");

@@ -1,16 +1,21 @@
 //! Linux: the futex syscall WITHOUT `FUTEX_PRIVATE_FLAG` (private futexes are keyed by address
 //! space and would never wake another process), thread ids from `gettid`, liveness from
-//! `/proc/<tid>/stat`.
+//! `/proc/<tid>/stat` confirmed by `kill(tid, 0)` where /proc hides the task.
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
+pub use super::portable::page_size;
+
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitOutcome {
-    let timespec = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: t.subsec_nanos() as libc::c_long,
+    // A timeout beyond what a timespec holds is "no deadline" (it would outlast the machine).
+    let timespec = timeout.and_then(|t| {
+        Some(libc::timespec {
+            tv_sec: libc::time_t::try_from(t.as_secs()).ok()?,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        })
     });
     let timespec_ptr = timespec
         .as_ref()
@@ -66,10 +71,6 @@ pub fn liveness(owner: &ThreadIdentity) -> Liveness {
         return Liveness::Unknown;
     }
     match read_stat(&format!("/proc/{}/stat", owner.tid)) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Liveness::Dead,
-        // ESRCH: the task vanished between open and read.
-        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Liveness::Dead,
-        Err(_) => Liveness::Unknown,
         // A zombie has stopped running even though its pid still exists: count it as dead, or a
         // parent that waits for the lock before reaping its child would wait forever.
         Ok(stat) if matches!(stat.state, 'Z' | 'X' | 'x') => Liveness::Dead,
@@ -77,26 +78,71 @@ pub fn liveness(owner: &ThreadIdentity) -> Liveness {
             Liveness::Dead // the tid was reused by a newer thread
         }
         Ok(_) => Liveness::Alive,
+        // ENOENT is no proof of death: /proc mounted with `hidepid=invisible` hides other
+        // users' tasks. Ask the kernel itself; it answers for hidden tasks too (the start time
+        // cannot be compared then, so a reused tid counts as alive: never robbed).
+        Err(_) => task_exists(owner.tid),
+    }
+}
+
+/// `kill(tid, 0)` finds any task by its id (a thread's too) without signalling it: ESRCH means
+/// no such task, EPERM a task of another user that exists.
+fn task_exists(tid: u32) -> Liveness {
+    let Ok(tid) = libc::pid_t::try_from(tid) else {
+        return Liveness::Unknown;
+    };
+    if tid <= 0 {
+        return Liveness::Unknown;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks; nothing is delivered.
+    if unsafe { libc::kill(tid, 0) } == 0 {
+        return Liveness::Alive;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Liveness::Dead,
+        Some(libc::EPERM) => Liveness::Alive,
+        _ => Liveness::Unknown,
     }
 }
 
 pub fn current_process() -> ProcessIdentity {
-    let pid = std::process::id();
     ProcessIdentity {
-        pid,
+        // SAFETY: getpid has no preconditions (not `std::process::id`, which some libcs cache
+        // across fork).
+        pid: unsafe { libc::getpid() } as u32,
         namespace: pid_namespace(),
         start_time: read_stat("/proc/self/stat").map_or(0, |stat| stat.start_time),
     }
 }
 
-/// A process is its main thread's id on Linux, so the thread check applies as is.
+/// A process is alive while any of its threads runs. Its main thread may have ended with
+/// `pthread_exit` while others go on: the leader then shows as a zombie, so a zombie with more
+/// than one thread is alive.
 pub fn process_liveness(who: &ProcessIdentity) -> Liveness {
-    liveness(&ThreadIdentity {
-        tid: who.pid,
-        namespace: who.namespace,
-        start_time: who.start_time,
-        pid: who.pid,
-    })
+    let mine = pid_namespace();
+    if who.namespace != 0 && mine != 0 && who.namespace != mine {
+        return Liveness::Unknown;
+    }
+    match read_stat(&format!("/proc/{}/stat", who.pid)) {
+        Ok(stat) if who.start_time != 0 && stat.start_time != who.start_time => Liveness::Dead,
+        Ok(stat) if matches!(stat.state, 'Z' | 'X' | 'x') => {
+            if thread_count(who.pid).is_some_and(|threads| threads > 1) {
+                Liveness::Alive
+            } else {
+                Liveness::Dead
+            }
+        }
+        Ok(_) => Liveness::Alive,
+        Err(_) => task_exists(who.pid),
+    }
+}
+
+fn thread_count(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|count| count.trim().parse().ok())
 }
 
 struct Stat {
@@ -129,6 +175,16 @@ fn pid_namespace() -> u32 {
         .unwrap_or(0)
 }
 
+/// Names in the shared-memory directory that start with `prefix` (without it), sorted.
+pub fn list_shm_names(prefix: &str) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| file.strip_prefix(prefix).map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,10 +213,20 @@ mod tests {
     }
 
     #[test]
-    fn wait_reports_not_equal_and_timeout() {
+    fn the_kernel_confirms_what_proc_cannot_show() {
+        let me = current_thread();
+        assert_eq!(task_exists(me.tid), Liveness::Alive);
+        let finished = std::thread::spawn(current_thread).join().unwrap();
+        assert_eq!(task_exists(finished.tid), Liveness::Dead);
+        assert_eq!(task_exists(0), Liveness::Unknown);
+    }
+
+    #[test]
+    fn wait_reports_not_equal_and_timeout_and_survives_huge_timeouts() {
         let word = AtomicU32::new(5);
         assert_eq!(wait(&word, 4, None), WaitOutcome::NotEqual);
         let outcome = wait(&word, 5, Some(Duration::from_millis(10)));
         assert_eq!(outcome, WaitOutcome::TimedOut);
+        assert_eq!(wait(&word, 4, Some(Duration::MAX)), WaitOutcome::NotEqual);
     }
 }

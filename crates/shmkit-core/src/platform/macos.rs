@@ -1,15 +1,20 @@
 //! macOS: `__ulock_wait`/`__ulock_wake` with `UL_COMPARE_AND_WAIT_SHARED`, which, unlike the
 //! process-private variant, keys the wait by the shared page so another process's wake reaches
 //! it (libSystem has exported these since macOS 10.12; libc++ relies on them too). Thread
-//! identities are `pid << 13 | thread slot` (macOS pids are below 100000 < 2^17), and liveness is
-//! judged per process with `proc_pidinfo`: a dead or zombie process, or one whose start time
-//! differs (a reused pid), is dead. A worker thread that dies while its process lives is not
-//! detected on macOS.
+//! identities are `pid << 13 | thread slot` (macOS pids are below 100000 < 2^17; slots come from
+//! `portable::thread_slot`, unique among live threads and reused once a thread ends), and the
+//! start time packs the process start (high 32 bits, µs, for pid reuse) with the thread's
+//! system-wide id (low 32 bits, never reused while the machine runs), so a new thread that reuses
+//! a slot is never mistaken for the one before. Liveness is judged per process with
+//! `proc_pidinfo`: a dead or zombie process, or one whose start time differs (a reused pid), is
+//! dead. A worker thread that dies while its process lives is not detected on macOS.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
+
+pub use super::portable::{list_shm_names, page_size};
 
 const UL_COMPARE_AND_WAIT_SHARED: u32 = 3;
 const ULF_WAKE_ALL: u32 = 0x0000_0100;
@@ -28,7 +33,7 @@ extern "C" {
 }
 
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitOutcome {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = super::deadline_after(timeout);
     loop {
         if word.load(Ordering::Acquire) != expected {
             return WaitOutcome::NotEqual;
@@ -81,23 +86,28 @@ pub fn wake(word: &AtomicU32, count: u32) -> usize {
 }
 
 pub fn current_thread() -> ThreadIdentity {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    let slot = NEXT.fetch_add(1, Ordering::Relaxed) & 0x1FFF;
-    let pid = std::process::id();
+    // SAFETY: getpid has no preconditions (fresh after a fork, unlike a cached value).
+    let pid = unsafe { libc::getpid() } as u32;
+    let mut thread_id = 0u64;
+    // SAFETY: a null thread means the calling thread; `thread_id` is a valid out-pointer.
+    unsafe { libc::pthread_threadid_np(0 as libc::pthread_t, &mut thread_id) };
+    let process_start = process_info(pid as libc::pid_t).map_or(0, |info| info.1);
     ThreadIdentity {
-        tid: ((pid & 0x1_FFFF) << 13) | slot.max(1),
+        tid: ((pid & 0x1_FFFF) << 13) | super::portable::thread_slot(),
         namespace: 0,
-        start_time: process_info(pid as libc::pid_t).map_or(0, |info| info.1),
+        start_time: ((process_start & 0xFFFF_FFFF) << 32) | (thread_id & 0xFFFF_FFFF),
         pid,
     }
 }
 
 pub fn liveness(owner: &ThreadIdentity) -> Liveness {
-    let pid = (owner.tid >> 13) as libc::pid_t;
+    let pid = owner.pid as libc::pid_t;
     match process_info(pid) {
         None => Liveness::Dead,
         Some((status, _)) if status == PROCESS_ZOMBIE => Liveness::Dead,
-        Some((_, started)) if owner.start_time != 0 && started != owner.start_time => {
+        Some((_, started))
+            if owner.start_time != 0 && (started & 0xFFFF_FFFF) != owner.start_time >> 32 =>
+        {
             Liveness::Dead
         }
         Some(_) => Liveness::Alive,

@@ -1,10 +1,14 @@
-//! Portable defaults for platforms that lack a native piece (Windows, whose `WaitOnAddress` only
-//! wakes threads of the same process, and the BSDs):
+//! Portable pieces for platforms that lack a native one:
 //!
 //! * a cross-process wait that polls the word with a capped exponential back-off (at most 1 ms
-//!   between looks): correct everywhere, slower than a kernel wait; `wake` is then a no-op;
+//!   between looks): correct everywhere, slower than a kernel wait; `wake` is then a no-op
+//!   (Windows, whose `WaitOnAddress` only wakes threads of the same process, and the BSDs);
 //! * a process identity without a start time, and liveness reported as `Unknown`, so attachers
-//!   of such a platform are never reaped as dead.
+//!   of such a platform are never reaped as dead;
+//! * thread slots for systems whose thread ids do not fit the lock word (macOS, the BSDs): a
+//!   slot is unique among the live threads of its process and returns to the pool when its
+//!   thread ends, so two live threads never share one however many threads come and go;
+//! * the page size from `sysconf` on every Unix.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +19,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitO
     if word.load(Ordering::Acquire) != expected {
         return WaitOutcome::NotEqual;
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = super::deadline_after(timeout);
     let mut pause = Duration::from_micros(20);
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -44,4 +48,92 @@ pub fn current_process() -> ProcessIdentity {
 
 pub fn process_liveness(_who: &ProcessIdentity) -> Liveness {
     Liveness::Unknown
+}
+
+/// Slots available per process: 13 bits beside a 17-bit pid in the 30-bit owner field.
+pub const THREAD_SLOTS: u32 = 1 << 13;
+
+/// Taken slots, one bit each (slot 0 is never handed out: an owner of 0 means "free").
+static SLOTS: [AtomicU32; (THREAD_SLOTS / 32) as usize] =
+    [const { AtomicU32::new(0) }; (THREAD_SLOTS / 32) as usize];
+
+/// Returns its slot to the pool when the thread ends.
+struct SlotLease(u32);
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        SLOTS[(self.0 / 32) as usize].fetch_and(!(1 << (self.0 % 32)), Ordering::AcqRel);
+    }
+}
+
+thread_local! {
+    static LEASE: std::cell::OnceCell<SlotLease> = const { std::cell::OnceCell::new() };
+}
+
+/// This thread's slot, from 1 to `THREAD_SLOTS - 1`, unique among the process's live threads.
+/// A process with more live threads than slots gets a panic rather than a shared identity.
+pub fn thread_slot() -> u32 {
+    LEASE.with(|lease| {
+        lease
+            .get_or_init(|| {
+                for slot in 1..THREAD_SLOTS {
+                    let bit = 1 << (slot % 32);
+                    let word = &SLOTS[(slot / 32) as usize];
+                    if word.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+                        return SlotLease(slot);
+                    }
+                }
+                panic!(
+                    "more than {} live threads use shmkit locks",
+                    THREAD_SLOTS - 1
+                )
+            })
+            .0
+    })
+}
+
+#[cfg(unix)]
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+pub fn page_size() -> usize {
+    4096
+}
+
+/// Systems without a listable shared-memory directory.
+#[allow(dead_code)]
+pub fn list_shm_names(_prefix: &str) -> std::io::Result<Vec<String>> {
+    Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_threads_never_share_a_slot_and_slots_are_reused() {
+        let mine = thread_slot();
+        assert_eq!(mine, thread_slot(), "stable within a thread");
+        let others: Vec<u32> = (0..4)
+            .map(|_| std::thread::spawn(thread_slot).join().unwrap())
+            .collect();
+        assert!(others.iter().all(|&slot| slot != mine && slot != 0));
+        // Each finished thread returned its slot: the next thread may reuse it.
+        assert!(others.windows(2).all(|pair| pair[0] == pair[1]));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let live = std::thread::spawn(move || {
+            tx.send(thread_slot()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        let live_slot = rx.recv().unwrap();
+        let concurrent = std::thread::spawn(thread_slot).join().unwrap();
+        assert_ne!(live_slot, concurrent);
+        release_tx.send(()).unwrap();
+        live.join().unwrap();
+    }
 }

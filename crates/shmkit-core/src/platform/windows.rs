@@ -13,7 +13,9 @@ use windows_sys::Win32::System::Threading::{
 
 use super::{Liveness, ThreadIdentity};
 
-pub use super::portable::{current_process, process_liveness, wait, wake};
+pub use super::portable::{
+    current_process, list_shm_names, page_size, process_liveness, wait, wake,
+};
 
 pub fn current_thread() -> ThreadIdentity {
     // SAFETY: no preconditions; the pseudo-handle of the current thread needs no closing.
