@@ -1,6 +1,8 @@
 // Shared helpers for the ava suites: unique segment names and real child processes that are
 // killed if they outlive their deadline (a hung child must fail the test, not hang the run).
-import { fork } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
@@ -31,12 +33,18 @@ export function runFixture(script, args = [], { timeout = 30_000, execArgv = [] 
   return child.done(timeout)
 }
 
-/** Forks a fixture and returns it with helpers to await its messages and its exit. */
-export function startFixture(script, args = [], { execArgv = [] } = {}) {
-  const child = fork(path.join(here, 'fixtures', script), args.map(String), {
-    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-    execArgv,
-  })
+/**
+ * Forks a fixture and returns it with helpers to await its messages and its exit. `prefix` runs
+ * it through a wrapper command (e.g. `setpriv` to switch user, `unshare` for namespaces), which
+ * must exec Node with the inherited IPC channel; `root` is where `__test__/fixtures` lives.
+ */
+export function startFixture(script, args = [], { execArgv = [], prefix = [], root = path.dirname(here) } = {}) {
+  const file = path.join(root, '__test__', 'fixtures', script)
+  const stdio = ['ignore', 'inherit', 'pipe', 'ipc']
+  const child =
+    prefix.length === 0
+      ? fork(file, args.map(String), { stdio, execArgv })
+      : spawn(prefix[0], [...prefix.slice(1), process.execPath, ...execArgv, file, ...args.map(String)], { stdio })
   const messages = []
   const waiting = []
   let stderr = ''
@@ -96,4 +104,30 @@ export function throwsCoded(t, fn, type, code, message) {
   const error = t.throws(fn, { instanceOf: type }, message)
   t.is(error?.code, code, message)
   return error
+}
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => fs.existsSync(file))
+/** Root can run children as user nobody (uid/gid 65534) on this machine. */
+export const canSwitchUser = process.platform === 'linux' && process.getuid?.() === 0 && setpriv !== undefined
+/** A command prefix that runs what follows as user nobody. */
+export const asNobody = setpriv === undefined ? [] : [setpriv, '--reuid=65534', '--regid=65534', '--clear-groups']
+
+/**
+ * A copy of the built package (and of the script fixture) that user nobody can read: the checkout
+ * itself may sit in a directory only its owner can enter (a `mktemp -d` folder is 0700). Returns
+ * the copy's root, for `startFixture(..., { root })`.
+ */
+export function readableCopy(t) {
+  const root = path.dirname(here)
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-nobody-'))
+  t.teardown(() => fs.rmSync(copy, { recursive: true, force: true }))
+  const built = fs.readdirSync(root).filter((f) => f === 'index.js' || f === 'binding.js' || f.endsWith('.node'))
+  const lib = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)
+  for (const file of [...built, ...lib, '__test__/fixtures/script.mjs']) {
+    fs.mkdirSync(path.dirname(path.join(copy, file)), { recursive: true })
+    fs.copyFileSync(path.join(root, file), path.join(copy, file))
+    fs.chmodSync(path.join(copy, file), 0o644)
+  }
+  for (const dir of ['', 'lib', '__test__', '__test__/fixtures']) fs.chmodSync(path.join(copy, dir), 0o755)
+  return copy
 }

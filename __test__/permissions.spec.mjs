@@ -2,47 +2,24 @@
 // user; a 0666 one can. Needs root (to run a child as `nobody`) and setpriv; skipped otherwise.
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
-import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 
 import { Segment } from '../index.js'
-import { uniqueName } from './helpers.mjs'
+import { asNobody, canSwitchUser, readableCopy, uniqueName } from './helpers.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => fs.existsSync(file))
-const canSwitchUser = process.platform === 'linux' && process.getuid?.() === 0 && setpriv !== undefined
-const asNobody = canSwitchUser ? test : test.skip
+const asNobodyTest = canSwitchUser ? test : test.skip
 
-/**
- * A copy of the built package that user nobody can read: the checkout itself may sit in a
- * directory only its owner can enter (a `mktemp -d` folder is 0700).
- */
-function readableCopy(t) {
-  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-nobody-'))
-  t.teardown(() => fs.rmSync(copy, { recursive: true, force: true }))
-  fs.mkdirSync(path.join(copy, 'lib'))
-  const built = fs.readdirSync(root).filter((f) => f === 'index.js' || f === 'binding.js' || f.endsWith('.node'))
-  const lib = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)
-  for (const file of [...built, ...lib]) {
-    fs.copyFileSync(path.join(root, file), path.join(copy, file))
-    fs.chmodSync(path.join(copy, file), 0o644)
-  }
-  for (const dir of [copy, path.join(copy, 'lib')]) fs.chmodSync(dir, 0o755)
-  return path.join(copy, 'index.js')
-}
-
-/** Runs `code` as user nobody (uid/gid 65534) with `shmkit` bound to the package at `index`. */
-function runAsNobody(index, code) {
-  return execFileSync(setpriv, ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', `const shmkit = require(${JSON.stringify(index)});\n${code}`], {
+/** Runs `code` as user nobody with `shmkit` bound to the package copy at `copy`. */
+function runAsNobody(copy, code) {
+  const index = path.join(copy, 'index.js')
+  return execFileSync(asNobody[0], [...asNobody.slice(1), process.execPath, '-e', `const shmkit = require(${JSON.stringify(index)});\n${code}`], {
     encoding: 'utf8',
   })
 }
 
 const attempt = (what) => `try { ${what}; console.log('ok') } catch (e) { console.log(e.code) }`
 
-asNobody('another user cannot open or remove a 0600 segment, and can open a 0666 one', (t) => {
+asNobodyTest('another user cannot open or remove a 0600 segment, and can open a 0666 one', (t) => {
   const privateName = uniqueName(t)
   const sharedName = uniqueName(t)
   Segment.create(privateName, { size: 64 }).close()

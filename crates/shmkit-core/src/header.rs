@@ -164,7 +164,10 @@ impl RawHeader {
 
     fn checksum(&self, name: &[u8]) -> u32 {
         let mut bytes = Vec::with_capacity(CHECKSUMMED.len() + 8 + name.len());
-        for offset in CHECKSUMMED.step_by(4).chain([OFF_INSTANCE, OFF_INSTANCE + 4]) {
+        for offset in CHECKSUMMED
+            .step_by(4)
+            .chain([OFF_INSTANCE, OFF_INSTANCE + 4])
+        {
             bytes.extend_from_slice(&self.u32_at(offset).load(Ordering::Relaxed).to_le_bytes());
         }
         bytes.extend_from_slice(name);

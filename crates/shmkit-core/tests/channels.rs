@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmkit_core::channel::CODEC_BYTES;
-use shmkit_core::{Channel, ErrorCode, Segment};
+use shmkit_core::{Channel, CreateOptions, ErrorCode, Segment};
 
 const READY: Duration = Duration::from_secs(2);
 
@@ -210,4 +210,55 @@ fn a_javascript_peer_speaks_the_same_protocol() {
     }
     Segment::unlink(&ping).unwrap();
     Segment::unlink(&pong).unwrap();
+}
+
+/// A kind-2 header over a data area too small for the control block is damaged: an error, not a
+/// panic.
+#[test]
+fn a_channel_header_over_a_tiny_data_area_is_refused() {
+    let name = unique("tiny");
+    let options = CreateOptions {
+        kind: shmkit_core::Kind::Channel,
+        ..CreateOptions::new(8)
+    };
+    let segment = Segment::create(&name, options).unwrap();
+    let err = Channel::open(&name, Duration::from_secs(1))
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), ErrorCode::Corrupt);
+    drop(segment);
+    Segment::unlink(&name).unwrap();
+}
+
+/// `end` takes the send lock, so a send in progress publishes before the end or not at all; a
+/// send lock held past `end`'s timeout makes `end` time out, and no send follows an end.
+#[test]
+fn end_is_serialised_with_producers() {
+    let name = unique("end");
+    let channel = Channel::create(&name, 256, CODEC_BYTES).unwrap();
+    let view = Segment::open(&name, Duration::from_secs(1)).unwrap();
+    let me = shmkit_core::current_thread();
+    let send_lock = view.mutex_at(192).unwrap();
+    send_lock.lock(&me, None).unwrap();
+    let holder = std::thread::spawn(move || {
+        let err = channel.end(Some(Duration::from_millis(80))).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TimedOut, "waits for the producer");
+        channel
+    });
+    let channel = holder.join().unwrap();
+    assert!(!channel.is_ended());
+    send_lock.unlock(&me).unwrap();
+    channel.send(b"last", Some(Duration::MAX)).unwrap();
+    channel.end(None).unwrap();
+    assert_eq!(
+        channel.try_send(b"after").unwrap_err().code(),
+        ErrorCode::ChannelEnded
+    );
+    assert_eq!(channel.recv(Some(Duration::MAX)).unwrap(), b"last");
+    assert_eq!(
+        channel.recv(None).unwrap_err().code(),
+        ErrorCode::ChannelEnded
+    );
+    drop(view);
+    Segment::unlink(&name).unwrap();
 }
