@@ -5,14 +5,17 @@
  * - `Mutex`: an inter-process lock in the segment header or anywhere in the data area.
  * - `seg.wait` / `seg.notify`: `Atomics.wait`/`notify` that work across processes.
  * - `Channel`: a cross-process message queue in shared memory.
+ * - `Layout`: typed fields and placed mutexes laid out in a segment.
  *
- * The implementation lives in `lib/`, one file per concern; this file is the public surface.
+ * The implementation lives in `lib/`, in layers; this file is the public surface.
  */
 
-export { AbortError, type ShmkitError } from './lib/errors'
-export { Segment, type CreateOptions, type OpenOptions, type WaitResult, type SegmentInspection, type MutexStats } from './lib/segment'
+export { AbortError, isShmkitError, type ShmkitError, type ShmkitErrorCode } from './lib/errors'
+export { Segment, type CreateOptions, type OpenOptions, type WaitResult } from './lib/segment'
 export { Mutex, type LockGuard } from './lib/mutex'
-export { Channel, type ChannelCreateOptions, type ChannelOpenOptions } from './lib/channel'
-export { channelStats, type ChannelStats } from './lib/channel-layout'
-export type { Codec } from './lib/codec'
-export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE, type TimeoutOptions, type AsyncOptions } from './lib/validate'
+export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type Sendable } from './lib/channel'
+export type { Codec, CodecValues } from './lib/codec'
+export type { Kind } from './lib/handle'
+export type { ChannelStats, Liveness, MutexStats, SegmentInspection } from './lib/inspect'
+export { Layout, type FieldType, type LayoutFields, type LayoutView } from './lib/layout'
+export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE, type AsyncOptions, type TimeoutOptions } from './lib/validate'

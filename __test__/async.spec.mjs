@@ -157,6 +157,6 @@ test('waitAsync: not-equal at once, timed-out, woken by notify from another proc
   t.true(ticks > 3, 'the event loop ran while waiting')
   t.is((await notifier.done()).code, 0)
 
-  await t.throwsAsync(segment.waitAsync(0, 3, undefined, { signal: AbortSignal.timeout(20) }), { name: 'AbortError' })
-  await t.throwsAsync(segment.waitAsync(0, 3, undefined, { signal: 'x' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(segment.waitAsync(0, 3, { signal: AbortSignal.timeout(20) }), { name: 'AbortError' })
+  await t.throwsAsync(segment.waitAsync(0, 3, { signal: 'x' }), { code: 'ERR_INVALID_ARG_TYPE' })
 })

@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 
-import { Channel, Segment } from '../index.js'
+import { Channel, Mutex, Segment } from '../index.js'
 import { startFixture, uniqueName } from './helpers.mjs'
 
 const cli = fileURLToPath(new URL('../bin/shmkit.js', import.meta.url))
@@ -61,7 +61,7 @@ onLinux('inspect says plainly when the lock holder and an attacher are dead', as
   t.regex(dead.stdout, /which is DEAD: the next locker takes it over and is told ownerDied/)
   t.regex(dead.stdout, new RegExp(`pid ${holder.pid}: DEAD`))
   const report = JSON.parse((await shmkit('inspect', name, '--json')).stdout)
-  t.like(report.lock, { locked: true, holderPid: holder.pid, holderState: 'dead' })
+  t.like(report.headerMutex, { locked: true, holderPid: holder.pid, holderState: 'dead' })
   t.deepEqual(report.attachers, [{ pid: holder.pid, state: 'dead' }])
 })
 
@@ -139,4 +139,54 @@ test('usage errors exit with 2 and print the usage', async (t) => {
   }
   const help = await shmkit('--help')
   t.is(help.code, 0)
+})
+
+test('--version prints the package version', async (t) => {
+  const { version } = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+  for (const flag of ['--version', '-v']) {
+    const { code, stdout } = await shmkit(flag)
+    t.is(code, 0)
+    t.is(stdout.trim(), version)
+  }
+})
+
+onLinux('rm --prefix removes every segment and channel whose name starts with the prefix, and nothing else', async (t) => {
+  const prefix = `${uniqueName(t, 'pfx')}-`
+  const names = [`${prefix}a`, `${prefix}b`]
+  Segment.create(names[0], { size: 64 }).close()
+  Channel.create(names[1], { capacity: 64 }).close()
+  const bystander = uniqueName(t)
+  Segment.create(bystander, { size: 64 }).close()
+  const { code, stdout } = await shmkit('rm', '--prefix', prefix)
+  t.is(code, 0)
+  for (const name of names) t.regex(stdout, new RegExp(`removed ${name}`))
+  for (const name of names) t.throws(() => Segment.inspect(name), { code: 'ENOENT' })
+  t.notThrows(() => Segment.inspect(bystander))
+  t.is((await shmkit('rm', '--prefix', prefix)).stdout.trim(), 'Nothing to remove.')
+  t.is((await shmkit('rm', 'x', '--prefix', prefix)).code, 2)
+})
+
+onLinux('inspect shows placed mutexes and a wedged channel lock with its dead holder', async (t) => {
+  const name = uniqueName(t, 'ch')
+  const channel = Channel.create(name, { capacity: 256 })
+  t.teardown(() => channel.close())
+  const holder = startFixture('script.mjs', [
+    `const seg = shmkit.Segment.open(args[0]); shmkit.Mutex.at(seg, 256).lock(); await send('locked'); await new Promise(() => {})`,
+    name,
+  ])
+  await holder.nextMessage((m) => m === 'locked')
+  holder.kill('SIGKILL')
+  await holder.done()
+  const text = (await shmkit('inspect', name)).stdout
+  t.regex(text, /send lock\s+free/)
+  t.regex(text, /receive lock\s+held by thread \d+ of pid \d+, which is DEAD/)
+  const report = JSON.parse((await shmkit('inspect', name, '--json')).stdout)
+  t.like(report.placedMutexes.find((p) => p.role === 'receive lock'), { offset: 256, mutex: { locked: true, holderState: 'dead' } })
+  t.regex((await shmkit('ls')).stdout, new RegExp(`${name}\\s+channel\\s+.*DEAD`), 'ls flags the wedged channel')
+  const segmentName = uniqueName(t)
+  const segment = Segment.create(segmentName, { size: 1024 })
+  t.teardown(() => segment.close())
+  const guard = Mutex.at(segment, 128).lock()
+  t.regex((await shmkit('inspect', segmentName)).stdout, /mutex @128\s+held by thread/)
+  guard.unlock()
 })

@@ -6,22 +6,28 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
-import { Segment } from '../index.js'
+import { Channel, Segment } from '../index.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 let counter = 0
 
-/** A name no other test (or earlier run) uses; unlinked by `cleanup`. */
+/** A name no other test (or earlier run) uses; removed (whatever its kind) when the test ends. */
 export function uniqueName(t, label = 'seg') {
   const name = `test-${label}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`
-  t.teardown(() => {
-    try {
-      Segment.unlink(name)
-    } catch (error) {
-      if (error.code !== 'ENOENT') throw error
-    }
-  })
+  t.teardown(() => removeAnyKind(name))
   return name
+}
+
+/** Removes `name`, a segment or a channel; a missing one is fine. */
+export function removeAnyKind(name) {
+  for (const kind of [Segment, Channel]) {
+    try {
+      return kind.unlink(name)
+    } catch (error) {
+      if (error.code === 'ENOENT') return
+      if (error.code !== 'ERR_SHM_WRONG_KIND') throw error
+    }
+  }
 }
 
 /**

@@ -1,8 +1,10 @@
-// Message codecs: how a channel turns values into bytes and back (the ring carries bytes).
+// Message codecs: how a channel turns values into bytes and back (the ring carries bytes). The
+// codec ids are the Rust core's (`CODECS` in crates/shmkit-core/src/channel.rs).
 
 import { deserialize, serialize } from 'node:v8'
 
 import { coded, describe, rangeError, typeError } from './errors'
+import { CONTRACT } from './native'
 
 /**
  * How channel messages are encoded: `'bytes'` (send `Uint8Array`/`Buffer`/string, receive a
@@ -10,7 +12,16 @@ import { coded, describe, rangeError, typeError } from './errors'
  * values, via `v8.serialize`).
  */
 export type Codec = 'bytes' | 'string' | 'json' | 'v8'
-export const CODECS: readonly Codec[] = ['bytes', 'string', 'json', 'v8']
+/** Codec names by id, as recorded in a channel. */
+export const CODECS = CONTRACT.codecs as readonly Codec[]
+
+/** What `recv` returns with each codec (json and v8 carry any value: `unknown` unless you say). */
+export interface CodecValues {
+  bytes: Uint8Array
+  string: string
+  json: unknown
+  v8: unknown
+}
 
 /** Text to send, with its UTF-8 length (known before it is written into the ring). */
 export class EncodedText {
@@ -36,7 +47,8 @@ export function validateCodec(value: unknown, name: string): Codec | undefined {
 
 /**
  * Encodes `data` with the channel's codec. Text (strings, JSON) stays a string: it is encoded
- * as UTF-8 straight into the ring when sent, with no intermediate buffer.
+ * as UTF-8 straight into the ring when sent, with no intermediate buffer. A value the codec
+ * cannot encode (a BigInt for json, a function for v8) is `ERR_SHM_ENCODE`.
  */
 export function encodeMessage(codec: Codec, data: unknown, maxBytes: number): Encoded {
   let encoded: Encoded
@@ -52,19 +64,33 @@ export function encodeMessage(codec: Codec, data: unknown, maxBytes: number): En
       encoded = new EncodedText(data)
       break
     case 'json': {
-      const text = JSON.stringify(data)
-      if (text === undefined) throw typeError('data', 'a JSON-serialisable value', data)
+      let text: string | undefined
+      try {
+        text = JSON.stringify(data)
+      } catch (error) {
+        throw cannotEncode(codec, data, error)
+      }
+      if (text === undefined) throw cannotEncode(codec, data, undefined)
       encoded = new EncodedText(text)
       break
     }
     case 'v8':
-      encoded = serialize(data)
+      try {
+        encoded = serialize(data)
+      } catch (error) {
+        throw cannotEncode(codec, data, error)
+      }
       break
   }
   if (encoded.length > maxBytes) {
     throw rangeError('data', `at most ${maxBytes} bytes once encoded (the channel's capacity minus 4)`, encoded.length)
   }
   return encoded
+}
+
+function cannotEncode(codec: Codec, data: unknown, cause: unknown): TypeError {
+  const why = cause instanceof Error ? `: ${cause.message}` : ''
+  return coded(new TypeError(`The ${codec} codec cannot encode ${describe(data)}${why}`, { cause }), 'ERR_SHM_ENCODE')
 }
 
 /** Decodes a message; `inRing` views must be copied (the ring slot is about to be reused). */

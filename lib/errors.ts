@@ -1,29 +1,115 @@
-// Errors: every error shmkit throws has a `code`, as Node's own APIs do.
+// Errors: every error shmkit throws has a `code`, as Node's own APIs do. The list of codes is the
+// Rust core's (`ERROR_CODES` in crates/shmkit-core/src/error.rs, documented in docs/errors.md); a
+// test checks that the union below matches it.
 
-/** Every error shmkit throws has a `code`: Node's argument codes, errno names, or `ERR_SHM_*`. */
+/** Every `code` a shmkit error can carry (docs/errors.md). */
+export type ShmkitErrorCode =
+  | 'EEXIST'
+  | 'ENOENT'
+  | 'EACCES'
+  | 'EPERM'
+  | 'ENOSPC'
+  | 'ENAMETOOLONG'
+  | 'ETIMEDOUT'
+  | 'EDEADLK'
+  | 'EMFILE'
+  | 'EINVAL'
+  | 'ENOMEM'
+  | 'ENFILE'
+  | 'EFBIG'
+  | 'ENOSYS'
+  | 'EBUSY'
+  | 'EAGAIN'
+  | 'EINTR'
+  | 'EIO'
+  | 'ABORT_ERR'
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ERR_ILLEGAL_CONSTRUCTOR'
+  | 'ERR_SHM_NOT_SHMKIT'
+  | 'ERR_SHM_VERSION'
+  | 'ERR_SHM_CORRUPT'
+  | 'ERR_SHM_NOT_READY'
+  | 'ERR_SHM_CLOSED'
+  | 'ERR_SHM_SIZE_MISMATCH'
+  | 'ERR_SHM_WRONG_KIND'
+  | 'ERR_SHM_CHANNEL_ENDED'
+  | 'ERR_SHM_NOT_LOCKED'
+  | 'ERR_SHM_ENCODE'
+  | 'ERR_SHM_NO_BINARY'
+  | 'ERR_SHM_BUFFER_TAKEN'
+  | 'ERR_SHM_EXTERNAL_BUFFERS_FORBIDDEN'
+  | 'ERR_SHM_NAPI'
+
+/** The codes of `ShmkitErrorCode`, in the order of docs/errors.md. */
+export const ERROR_CODES: readonly ShmkitErrorCode[] = [
+  'EEXIST',
+  'ENOENT',
+  'EACCES',
+  'EPERM',
+  'ENOSPC',
+  'ENAMETOOLONG',
+  'ETIMEDOUT',
+  'EDEADLK',
+  'EMFILE',
+  'EINVAL',
+  'ENOMEM',
+  'ENFILE',
+  'EFBIG',
+  'ENOSYS',
+  'EBUSY',
+  'EAGAIN',
+  'EINTR',
+  'EIO',
+  'ABORT_ERR',
+  'ERR_INVALID_ARG_TYPE',
+  'ERR_INVALID_ARG_VALUE',
+  'ERR_OUT_OF_RANGE',
+  'ERR_ILLEGAL_CONSTRUCTOR',
+  'ERR_SHM_NOT_SHMKIT',
+  'ERR_SHM_VERSION',
+  'ERR_SHM_CORRUPT',
+  'ERR_SHM_NOT_READY',
+  'ERR_SHM_CLOSED',
+  'ERR_SHM_SIZE_MISMATCH',
+  'ERR_SHM_WRONG_KIND',
+  'ERR_SHM_CHANNEL_ENDED',
+  'ERR_SHM_NOT_LOCKED',
+  'ERR_SHM_ENCODE',
+  'ERR_SHM_NO_BINARY',
+  'ERR_SHM_BUFFER_TAKEN',
+  'ERR_SHM_EXTERNAL_BUFFERS_FORBIDDEN',
+  'ERR_SHM_NAPI',
+]
+const KNOWN = new Set<string>(ERROR_CODES)
+
+/** An error thrown by shmkit: an `Error` (or `TypeError`/`RangeError`) with a `code`. */
 export interface ShmkitError extends Error {
-  code: string
+  code: ShmkitErrorCode
 }
 
-export function coded<E extends Error>(error: E, code: string): E & ShmkitError {
+/**
+ * Whether `error` is an error carrying one of shmkit's codes: narrows it to `ShmkitError`, so
+ * `error.code` is typed. (Errno codes such as `ENOENT` are shared with Node's own APIs.)
+ */
+export function isShmkitError(error: unknown): error is ShmkitError {
+  return error instanceof Error && KNOWN.has((error as { code?: unknown }).code as string)
+}
+
+export function coded<E extends Error>(error: E, code: ShmkitErrorCode): E & ShmkitError {
   return Object.assign(error, { code })
 }
 
 export function typeError(name: string, expected: string, actual: unknown): TypeError & ShmkitError {
-  return coded(
-    new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`),
-    'ERR_INVALID_ARG_TYPE',
-  )
+  return coded(new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_TYPE')
 }
 
 export function rangeError(name: string, expected: string, actual: unknown): RangeError & ShmkitError {
-  return coded(
-    new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`),
-    'ERR_OUT_OF_RANGE',
-  )
+  return coded(new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`), 'ERR_OUT_OF_RANGE')
 }
 
-/** Rejection of an aborted `lockAsync`/`waitAsync`, as Node's own APIs do it. */
+/** Rejection of an aborted asynchronous call, as Node's own APIs do it. */
 export class AbortError extends Error {
   readonly code = 'ABORT_ERR'
   constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
@@ -32,12 +118,13 @@ export class AbortError extends Error {
   }
 }
 
+/** `Timed out after 1000 ms waiting for room in channel "jobs"`. */
 export function timedOut(what: string, timeout?: number): Error & ShmkitError {
-  const after = timeout === undefined ? '' : ` after ${Math.round(timeout)} ms`
+  const after = timeout === undefined || timeout < 0 ? '' : ` after ${Math.round(timeout)} ms`
   return coded(new Error(`Timed out${after} waiting for ${what}`), 'ETIMEDOUT')
 }
 
-export function stateError(code: string, message: string): Error & ShmkitError {
+export function stateError(code: ShmkitErrorCode, message: string): Error & ShmkitError {
   return coded(new Error(message), code)
 }
 
@@ -45,6 +132,7 @@ export function describe(value: unknown): string {
   if (value === null) return 'null'
   if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)})`
   if (typeof value === 'number') return `${value}`
+  if (typeof value === 'bigint') return `type bigint (${value}n)`
   if (typeof value === 'object' || typeof value === 'function') return `an instance of ${value.constructor?.name ?? 'Object'}`
   return `type ${typeof value} (${String(value)})`
 }

@@ -2,6 +2,5 @@
 
 /** Passed to constructors that users must not call directly. */
 export const CONSTRUCT = Symbol('shmkit.construct')
-/** Segment kinds recorded in the header (docs/LAYOUT.md). */
-export const KIND_SEGMENT = 1
-export const KIND_CHANNEL = 2
+/** The key under which a public object keeps its private `Handle` (the better-sqlite3 way). */
+export const HANDLE = Symbol('shmkit.handle')

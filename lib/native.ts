@@ -1,15 +1,20 @@
 // The native addon, loaded once per thread: the loader napi-rs generates picks this platform's
-// binary; when there is none, the error says which platform and what to do.
+// binary; when there is none, the error says which platform and what to do. Also the binary
+// contract (layout offsets, magics, limits, codec ids, error codes), read once from the Rust
+// core where each is defined.
 
 import { coded } from './errors'
 import type * as Binding from '../binding'
 
-export const { NativeSegment, WaitToken, currentThreadIdentity } = loadBinding()
+export const { NativeSegment, WaitToken, currentThreadIdentity, contract } = loadBinding()
 export type NativeSegment = Binding.NativeSegment
 export type WaitToken = Binding.WaitToken
 export type NativeCreateOptions = Binding.NativeCreateOptions
-export type SegmentInspection = Binding.SegmentInspection
-export type MutexReport = Binding.MutexReport
+export type NativeInspection = Binding.SegmentInspection
+export type NativeMutexReport = Binding.MutexReport
+
+/** The binary contract of the Rust core (docs/LAYOUT.md, docs/LOCKING.md, docs/CHANNELS.md). */
+export const CONTRACT: Binding.Contract = contract()
 
 /** The platform as the binary packages name it, e.g. `linux-x64-gnu`, `darwin-arm64`. */
 function platformName(): string {

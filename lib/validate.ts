@@ -3,14 +3,22 @@
 // Everything is checked here, before any native call.
 
 import { coded, rangeError, typeError } from './errors'
-import type { NativeCreateOptions } from './native'
-import type { CreateOptions } from './segment'
+import type { Kind } from './handle'
+import { CONTRACT, type NativeCreateOptions } from './native'
 
 /** Longest segment name, in bytes. */
-export const MAX_NAME_LENGTH = 200
+export const MAX_NAME_LENGTH: number = CONTRACT.maxNameLength
 /** Largest data area, in bytes (16 TiB): beyond any machine, below JavaScript's limits. */
-export const MAX_SEGMENT_SIZE = 2 ** 44
-export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/
+export const MAX_SEGMENT_SIZE: number = CONTRACT.maxSegmentSize
+const NAME_PATTERN = /^[A-Za-z0-9._-]+$/
+
+/** What every kind's `create` takes (see `CreateOptions` of `Segment`). */
+interface CommonCreateOptions {
+  size?: number
+  mode?: number
+  autoUnlink?: boolean
+  reserve?: boolean
+}
 
 /** Options of every blocking call (`lock`, `send`, `recv`, `wait`, ...). */
 export interface TimeoutOptions {
@@ -87,14 +95,25 @@ export function validateBoolean(value: unknown, name: string, fallback = false):
 }
 
 /** Validates segment creation options (plus `extra` allowed keys) for the native side. */
-export function nativeCreateOptions(options: unknown, kind: number, extra: readonly string[]): NativeCreateOptions {
-  const { size, mode, autoUnlink, reserve } = validateOptions<CreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink', 'reserve', ...extra], true)
+export function nativeCreateOptions(options: unknown, kind: Kind, extra: readonly string[]): NativeCreateOptions {
+  const { size, mode, autoUnlink, reserve } = validateOptions<CommonCreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink', 'reserve', ...extra], true)
   return {
     size: validateSize(size),
     mode: validateMode(mode),
-    kind,
+    kind: CONTRACT.kinds.indexOf(kind),
     autoUnlink: validateBoolean(autoUnlink, 'options.autoUnlink'),
     reserve: validateBoolean(reserve, 'options.reserve', true),
+  }
+}
+
+/** Validates `{ wait, readyTimeout }` (plus `extra` keys): ms for native, -1 for "no limit"/"not at all". */
+export function openOptions(options: unknown, extra: readonly string[]): { readyTimeout: number; wait: number } {
+  const { readyTimeout, wait } = validateOptions<{ readyTimeout?: number; wait?: number }>(options, 'options', ['wait', 'readyTimeout', ...extra], false)
+  const waitMs = wait === undefined ? -1 : validateTimeout(wait, 'options.wait')
+  return {
+    readyTimeout: validateTimeout(readyTimeout, 'options.readyTimeout'),
+    // "no limit" for `wait` is a huge timeout natively (-1 there means: do not wait).
+    wait: wait === Infinity ? Number.MAX_VALUE : waitMs,
   }
 }
 
@@ -103,7 +122,7 @@ export function validateSize(value: unknown): number {
 }
 
 export function validateMode(value: unknown): number {
-  return value === undefined ? 0o600 : validateInteger(value, 'options.mode', 0, 0o777)
+  return value === undefined ? CONTRACT.defaultMode : validateInteger(value, 'options.mode', 0, 0o777)
 }
 
 export function validateOffset(segment: { readonly size: number }, value: unknown, name: string, byteLength: number, alignment: number): number {

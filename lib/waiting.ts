@@ -3,37 +3,32 @@
 // a channel) is taken by the JavaScript thread itself once the wait settles.
 
 import { AbortError, stateError } from './errors'
+import type { Handle, PendingRequest } from './handle'
 import { WaitToken } from './native'
-import type { Segment } from './segment'
-
-/** A native wait in flight, tracked by its segment so `close()` can cancel it. */
-export interface PendingRequest {
-  token: WaitToken
-}
 
 /**
  * Runs `start(token)` (a native waiter) and settles with its outcome and its token, or rejects
  * with an `AbortError` as soon as `signal` aborts (the token is then cancelled: a wake-up the
  * waiter had already consumed is passed on to another sleeper). A request cancelled by
- * `segment.close()` rejects with `ERR_SHM_CLOSED`. A caller that does not use a settled outcome
+ * `close()` rejects with `ERR_SHM_CLOSED`. A caller that does not use a settled outcome
  * (it gives up) calls `token.cancel()` so that what the waiter consumed is passed on.
  */
 export async function nativeWait<T extends string>(
-  segment: Segment,
+  handle: Handle,
   signal: AbortSignal | undefined,
   start: (token: WaitToken) => Promise<T | 'cancelled'>,
 ): Promise<[T, WaitToken]> {
   const request: PendingRequest = { token: new WaitToken() }
   const pending = start(request.token)
-  segment.pendingRequests.add(request)
+  handle.pending.add(request)
   let outcome: T | 'cancelled'
   try {
     outcome = signal === undefined ? await pending : await abortable(signal, request.token, pending)
   } finally {
-    segment.pendingRequests.delete(request)
+    handle.pending.delete(request)
   }
   if (outcome === 'cancelled') {
-    if (segment.closed) throw stateError('ERR_SHM_CLOSED', `Segment "${segment.name}" was closed while waiting`)
+    if (handle.closed) throw stateError('ERR_SHM_CLOSED', `"${handle.name}" was closed while waiting`)
     throw new AbortError()
   }
   return [outcome, request.token]

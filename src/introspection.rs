@@ -83,19 +83,24 @@ pub struct SegmentInspection {
     /// Being removed by its last closer.
     pub doomed: bool,
     pub header_mutex: MutexReport,
+    /// Mutexes placed in the data area (a channel's send and receive locks among them).
+    pub placed_mutexes: Vec<PlacedMutexReport>,
     /// The first 32-bit words of the data area (a channel's control block).
     pub data_words: Vec<u32>,
+}
+
+#[napi(object)]
+pub struct PlacedMutexReport {
+    /// Byte offset in the data area.
+    pub offset: f64,
+    pub mutex: MutexReport,
 }
 
 impl From<SegmentReport> for SegmentInspection {
     fn from(report: SegmentReport) -> Self {
         SegmentInspection {
             name: report.info.name,
-            kind: match report.info.kind {
-                shmkit_core::Kind::Segment => "segment",
-                shmkit_core::Kind::Channel => "channel",
-            }
-            .to_owned(),
+            kind: report.info.kind.name().to_owned(),
             size: report.info.data_size as f64,
             header_size: report.info.header_size as u32,
             created_at: report.info.created_unix_ms as f64,
@@ -112,6 +117,14 @@ impl From<SegmentReport> for SegmentInspection {
             overflow: report.overflow,
             doomed: report.doomed,
             header_mutex: report.header_mutex.into(),
+            placed_mutexes: report
+                .placed_mutexes
+                .into_iter()
+                .map(|(offset, stats)| PlacedMutexReport {
+                    offset: offset as f64,
+                    mutex: stats.into(),
+                })
+                .collect(),
             data_words: report.data_words,
         }
     }

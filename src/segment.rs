@@ -89,9 +89,14 @@ impl NativeSegment {
         Ok(Self::wrap(segment, true))
     }
 
+    /// Opens `name`; waits up to `wait_ms` for it to appear (negative: not at all), and up to
+    /// `ready_timeout_ms` for its creator to finish initialising it.
     #[napi(factory)]
-    pub fn open(name: String, ready_timeout_ms: f64) -> Result<Self, Code> {
-        let segment = Segment::open(&name, ready_timeout(ready_timeout_ms)).map_err(to_js)?;
+    pub fn open(name: String, ready_timeout_ms: f64, wait_ms: f64) -> Result<Self, Code> {
+        let wait =
+            (wait_ms >= 0.0).then(|| timeouts::from_millis(wait_ms).unwrap_or(Duration::MAX));
+        let segment =
+            Segment::open_waiting(&name, ready_timeout(ready_timeout_ms), wait).map_err(to_js)?;
         Ok(Self::wrap(segment, false))
     }
 
@@ -108,9 +113,18 @@ impl NativeSegment {
         Ok(Self::wrap(segment, created))
     }
 
+    /// Removes `name` if it is of `kind` (0: any kind).
     #[napi]
-    pub fn unlink(name: String) -> Result<(), Code> {
-        Segment::unlink(&name).map_err(to_js)
+    pub fn unlink(name: String, kind: u32) -> Result<(), Code> {
+        Segment::unlink_kind(&name, Kind::from_u32(kind)).map_err(to_js)
+    }
+
+    /// Notes a mutex placed at `offset` in the header, for introspection.
+    #[napi]
+    pub fn note_placed_mutex(&self, offset: f64) -> Result<(), Code> {
+        self.segment()?
+            .note_placed_mutex(offset as usize)
+            .map_err(to_js)
     }
 
     /// Describes segment `name` without opening it for use (it is not recorded as an attacher).

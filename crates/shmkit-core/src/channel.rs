@@ -21,30 +21,61 @@ use crate::mutex::{LockOptions, MutexCell};
 use crate::platform;
 use crate::segment::{CreateOptions, Segment};
 
-const READY: usize = 0;
-const VERSION: usize = 4;
-const CAPACITY: usize = 8;
-const CODEC: usize = 12;
-const CLOSED: usize = 16;
-const TAIL: usize = 64;
-const RECV_SLEEPERS: usize = 68;
-const RECV_EVENT: usize = 72;
-const SENT: usize = 76;
-const HEAD: usize = 128;
-const SEND_SLEEPERS: usize = 132;
-const SEND_EVENT: usize = 136;
-const RECEIVED: usize = 140;
-const SEND_LOCK: usize = 192;
-const RECV_LOCK: usize = 256;
-const RING: usize = 512;
+/// Byte offsets of the control block in a channel's data area (docs/CHANNELS.md). The binding
+/// exports them to JavaScript, whose `Channel` speaks the same protocol.
+pub mod layout {
+    /// u32: `CHANNEL_MAGIC` once the creator wrote the block.
+    pub const READY: usize = 0;
+    /// u32: `CHANNEL_VERSION`.
+    pub const VERSION: usize = 4;
+    /// u32: ring bytes, a power of two.
+    pub const CAPACITY: usize = 8;
+    /// u32: the codec id recorded at creation.
+    pub const CODEC: usize = 12;
+    /// u32: 1 once the stream has ended (`end()`).
+    pub const ENDED: usize = 16;
+    /// u32: end of the published messages (free-running byte counter).
+    pub const TAIL: usize = 64;
+    /// u32: 1 when a consumer may be asleep; cleared by the producer that wakes it.
+    pub const RECV_SLEEPERS: usize = 68;
+    /// u32: bumped to wake consumers.
+    pub const RECV_EVENT: usize = 72;
+    /// u32: messages published (wraps).
+    pub const SENT: usize = 76;
+    /// u32: start of the unread messages (free-running byte counter).
+    pub const HEAD: usize = 128;
+    /// u32: 1 when a producer may be asleep waiting for room; cleared on wake.
+    pub const SEND_SLEEPERS: usize = 132;
+    /// u32: bumped to wake producers.
+    pub const SEND_EVENT: usize = 136;
+    /// u32: messages consumed (wraps).
+    pub const RECEIVED: usize = 140;
+    /// Mutex cell serialising producers.
+    pub const SEND_LOCK: usize = 192;
+    /// Mutex cell serialising consumers.
+    pub const RECV_LOCK: usize = 256;
+    /// The ring itself.
+    pub const RING: usize = 512;
+}
+
+use layout::*;
 
 /// "chnl": the creator's last write; openers wait for it.
 pub const CHANNEL_MAGIC: u32 = 0x6c6e_6863;
 pub const CHANNEL_VERSION: u32 = 1;
 pub const MIN_CAPACITY: usize = 64;
 pub const MAX_CAPACITY: usize = 1 << 30;
-/// The codec id JavaScript uses for raw bytes.
+/// Codec ids recorded in a channel (the index into [`CODECS`]): how its messages' bytes are to be
+/// read. This crate moves bytes; the codecs are applied by the language bindings.
+pub const CODECS: [&str; 4] = ["bytes", "string", "json", "v8"];
+/// Raw bytes.
 pub const CODEC_BYTES: u32 = 0;
+/// UTF-8 text.
+pub const CODEC_STRING: u32 = 1;
+/// UTF-8 JSON text.
+pub const CODEC_JSON: u32 = 2;
+/// V8's structured-clone serialisation (Node, Deno and Bun only).
+pub const CODEC_V8: u32 = 3;
 /// A blocking send or receive spins this long before sleeping in the kernel.
 const SPIN: Duration = Duration::from_micros(50);
 /// Longest single sleep: the condition is re-checked between sleeps.
@@ -160,7 +191,7 @@ impl Channel {
     }
 
     pub fn is_ended(&self) -> bool {
-        self.word(CLOSED).load(Ordering::Acquire) != 0
+        self.word(ENDED).load(Ordering::Acquire) != 0
     }
 
     pub fn stats(&self) -> ChannelStats {
@@ -179,7 +210,7 @@ impl Channel {
     /// the wait for that lock; `None`: no limit).
     pub fn end(&self, timeout: Option<Duration>) -> Result<()> {
         self.locked(SEND_LOCK, platform::deadline_after(timeout), || {
-            self.word(CLOSED).store(1, Ordering::SeqCst);
+            self.word(ENDED).store(1, Ordering::SeqCst);
             Ok(())
         })?;
         for event in [RECV_EVENT, SEND_EVENT] {

@@ -89,6 +89,124 @@ impl ErrorCode {
     }
 }
 
+/// Every `code` a shmkit error can carry, in any language, with what it means: the one list that
+/// `docs/errors.md`, the Node binding and the TypeScript `ShmkitErrorCode` type follow (a test
+/// checks each against it). Codes of OS errors not named here are reported as `EIO`.
+pub const ERROR_CODES: &[(&str, &str)] = &[
+    ("EEXIST", "create: an object with that name already exists"),
+    ("ENOENT", "open, unlink: no object with that name"),
+    (
+        "EACCES",
+        "its mode refuses this user (or a closer may not remove an auto-unlink segment)",
+    ),
+    (
+        "EPERM",
+        "unlock of a lock this thread does not hold; or the OS refused an operation",
+    ),
+    (
+        "ENOSPC",
+        "the shared-memory file system cannot hold the segment (e.g. a small /dev/shm)",
+    ),
+    ("ENAMETOOLONG", "a name longer than 200 bytes"),
+    (
+        "ETIMEDOUT",
+        "a wait (lock, send, recv, end, open) ran out of time",
+    ),
+    (
+        "EDEADLK",
+        "a blocking lock() of a lock this thread already holds",
+    ),
+    (
+        "EMFILE",
+        "an auto-unlink segment already mapped by 224 attachers",
+    ),
+    ("EINVAL", "the OS refused an argument"),
+    ("ENOMEM", "the OS could not map the segment"),
+    ("ENFILE", "the OS is out of file descriptors"),
+    ("EFBIG", "the OS refused the segment's size"),
+    (
+        "ENOSYS",
+        "not available on this OS (listing segments outside Linux)",
+    ),
+    ("EBUSY", "the OS reported the object busy"),
+    (
+        "EAGAIN",
+        "retry: a resource was briefly unavailable (e.g. a waiter thread could not start)",
+    ),
+    ("EINTR", "a system call was interrupted"),
+    ("EIO", "any other OS error"),
+    (
+        "ABORT_ERR",
+        "an AbortSignal aborted the wait (the error is an AbortError)",
+    ),
+    (
+        "ERR_INVALID_ARG_TYPE",
+        "an argument of the wrong type (TypeError)",
+    ),
+    (
+        "ERR_INVALID_ARG_VALUE",
+        "an invalid name, codec or unknown option (TypeError)",
+    ),
+    (
+        "ERR_OUT_OF_RANGE",
+        "a number outside its allowed range (RangeError)",
+    ),
+    (
+        "ERR_ILLEGAL_CONSTRUCTOR",
+        "a class constructed directly instead of with create/open",
+    ),
+    (
+        "ERR_SHM_NOT_SHMKIT",
+        "the object exists but was not made by shmkit",
+    ),
+    (
+        "ERR_SHM_VERSION",
+        "made by a shmkit with another binary layout",
+    ),
+    (
+        "ERR_SHM_CORRUPT",
+        "a header, lock or ring holds impossible values (damaged or scribbled)",
+    ),
+    (
+        "ERR_SHM_NOT_READY",
+        "the creator never finished initialising the object",
+    ),
+    ("ERR_SHM_CLOSED", "this handle was closed"),
+    (
+        "ERR_SHM_SIZE_MISMATCH",
+        "openOrCreate found the object with another size or capacity",
+    ),
+    (
+        "ERR_SHM_WRONG_KIND",
+        "the object is of another kind (a channel opened as a map, ...)",
+    ),
+    (
+        "ERR_SHM_CHANNEL_ENDED",
+        "the channel's stream was ended (and, for receivers, drained)",
+    ),
+    (
+        "ERR_SHM_NOT_LOCKED",
+        "a guard unlocked twice, or after its segment was closed",
+    ),
+    (
+        "ERR_SHM_ENCODE",
+        "a message or value the codec cannot encode (a BigInt for json, ...)",
+    ),
+    (
+        "ERR_SHM_NO_BINARY",
+        "no native binary for this platform, or the runtime may not load it",
+    ),
+    (
+        "ERR_SHM_BUFFER_TAKEN",
+        "internal: the buffers of a mapping were requested twice",
+    ),
+    (
+        "ERR_SHM_EXTERNAL_BUFFERS_FORBIDDEN",
+        "the runtime forbids external ArrayBuffers (Electron)",
+    ),
+    ("ERR_SHM_NAPI", "internal: a Node-API call failed"),
+];
+
 fn errno_name(errno: i32) -> &'static str {
     match errno {
         libc::EPERM => "EPERM",

@@ -17,7 +17,8 @@
 //!     52    4 reserved
 //!     56    8 instance         random, per creation: tells apart two segments of one name
 //!     64   64 header mutex     see docs/LOCKING.md
-//!    128  128 attach mutex, doomed flag, overflow count (see attach.rs)
+//!    128   72 attach mutex, doomed flag, overflow count (see attach.rs)
+//!    200   56 placed mutexes   14 u32 slots: offset + 1 of a mutex placed in the data area, 0 = free
 //!    256  256 name             the segment name, as given to create
 //!    512 3584 attach table     224 slots of 16 bytes (see attach.rs)
 //! ```
@@ -53,6 +54,9 @@ pub const OFF_INSTANCE: usize = 56;
 /// Where the header mutex lives, from the start of the segment.
 pub const OFF_HEADER_MUTEX: usize = 64;
 pub const OFF_NAME: usize = 256;
+/// Where the offsets of placed mutexes are noted (for introspection), and how many fit.
+pub const OFF_PLACED: usize = 200;
+pub const PLACED_SLOTS: usize = 14;
 /// Header flag: unlink the segment when its last attacher closes it or dies.
 pub const FLAG_AUTO_UNLINK: u32 = 1;
 const KNOWN_FLAGS: u32 = FLAG_AUTO_UNLINK;
@@ -81,11 +85,18 @@ pub fn new_instance() -> u64 {
 }
 
 impl Kind {
+    /// Every kind, in id order.
+    pub const ALL: [Kind; 2] = [Kind::Segment, Kind::Channel];
+
     pub fn from_u32(value: u32) -> Option<Kind> {
-        match value {
-            1 => Some(Kind::Segment),
-            2 => Some(Kind::Channel),
-            _ => None,
+        Kind::ALL.into_iter().find(|kind| *kind as u32 == value)
+    }
+
+    /// The kind's name, as users see it (`"segment"`, `"channel"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Segment => "segment",
+            Kind::Channel => "channel",
         }
     }
 }

@@ -96,6 +96,20 @@ pub struct MutexStats {
 
 const _: () = assert!(std::mem::size_of::<MutexCell>() == MUTEX_SIZE);
 
+/// Byte offsets of the fields of a cell (the table in the module docs), for the bindings that
+/// implement the fast path themselves.
+pub mod cell {
+    pub const STATE: usize = std::mem::offset_of!(super::MutexCell, state);
+    pub const OWNER_TID: usize = std::mem::offset_of!(super::MutexCell, owner_tid);
+    pub const OWNER_NS: usize = std::mem::offset_of!(super::MutexCell, owner_ns);
+    pub const OWNER_PID: usize = std::mem::offset_of!(super::MutexCell, owner_pid);
+    pub const OWNER_START: usize = std::mem::offset_of!(super::MutexCell, owner_start);
+    pub const ACQUISITIONS: usize = std::mem::offset_of!(super::MutexCell, acquisitions);
+    pub const CONTENDED: usize = std::mem::offset_of!(super::MutexCell, contended);
+    pub const OWNER_DEATHS: usize = std::mem::offset_of!(super::MutexCell, owner_deaths);
+    pub const SLEEPERS: usize = std::mem::offset_of!(super::MutexCell, sleepers);
+}
+
 /// How an acquisition went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acquired {

@@ -46,32 +46,7 @@ pub fn validate(name: &str) -> Result<()> {
 
 /// The name of the OS object behind segment `name` (after [`validate`]).
 pub fn os_id(name: &str) -> String {
-    os_id_for_platform(name)
-}
-
-#[cfg(all(unix, not(target_vendor = "apple")))]
-fn os_id_for_platform(name: &str) -> String {
-    format!("/{OS_PREFIX}{name}")
-}
-
-/// macOS limits POSIX shm names to 31 bytes (PSHMNAMLEN). Longer names are replaced by a
-/// deterministic 64-bit hash; the header stores the full name and `open` compares it, so a hash
-/// collision is refused rather than silently shared.
-#[cfg(target_vendor = "apple")]
-fn os_id_for_platform(name: &str) -> String {
-    const PSHMNAMLEN: usize = 31;
-    let plain = format!("/{OS_PREFIX}{name}");
-    if plain.len() <= PSHMNAMLEN {
-        plain
-    } else {
-        format!("/{OS_PREFIX}{:016x}", fnv1a64(name.as_bytes()))
-    }
-}
-
-/// Windows: session-local kernel-object namespace.
-#[cfg(windows)]
-fn os_id_for_platform(name: &str) -> String {
-    format!("Local\\{OS_PREFIX}{name}")
+    crate::platform::shm_object_name(name)
 }
 
 /// FNV-1a, 64 bits: small, stable across versions and platforms.

@@ -75,6 +75,9 @@ pub struct SegmentReport {
     /// A closer decided to remove it (its name is gone or about to be).
     pub doomed: bool,
     pub header_mutex: MutexStats,
+    /// Mutexes placed in the data area (noted when first used; a channel's side locks are among
+    /// them), by offset: a wedged lock shows here.
+    pub placed_mutexes: Vec<(usize, MutexStats)>,
     /// The first bytes of the data area as 32-bit words (channels keep their indices there).
     pub data_words: Vec<u32>,
 }
@@ -184,11 +187,22 @@ impl Segment {
             // data area is page-aligned.
             .map(|i| unsafe { (*data.add(i)).load(Ordering::Relaxed) })
             .collect();
+        let data = mapping.as_ptr().wrapping_add(info.header_size);
+        let placed_mutexes = placed_offsets(mapping.as_ptr(), info.data_size)
+            .into_iter()
+            .map(|offset| {
+                // SAFETY: `placed_offsets` only returns aligned offsets whose whole cell lies in
+                // the validated data area.
+                let cell = unsafe { MutexCell::at(data.wrapping_add(offset)) };
+                (offset, cell.stats())
+            })
+            .collect();
         Ok(SegmentReport {
             attachers: table.attachers(),
             overflow: table.overflow(),
             doomed: table.doomed(),
             header_mutex: mutex.stats(),
+            placed_mutexes,
             data_words,
             info,
         })
@@ -196,6 +210,33 @@ impl Segment {
 
     /// Opens segment `name`, waiting up to `ready_timeout` for a concurrent creator to finish.
     pub fn open(name: &str, ready_timeout: Duration) -> Result<Segment> {
+        Self::open_waiting(name, ready_timeout, None)
+    }
+
+    /// Like [`open`](Self::open), but a segment that does not exist yet is waited for, up to
+    /// `wait` (`None`: `NotFound` at once): for a process that may start before its creator.
+    pub fn open_waiting(
+        name: &str,
+        ready_timeout: Duration,
+        wait: Option<Duration>,
+    ) -> Result<Segment> {
+        let appear_by = wait.map(|w| platform::deadline_after(Some(w)));
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match Self::open_attached(name, ready_timeout) {
+                Err(err)
+                    if err.code() == ErrorCode::NotFound
+                        && appear_by.is_some_and(|d| d.is_none_or(|d| Instant::now() < d)) =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_attached(name: &str, ready_timeout: Duration) -> Result<Segment> {
         let deadline = platform::deadline_after(Some(ready_timeout));
         loop {
             let (mapping, info) = Self::open_mapping(name, ready_timeout)?;
@@ -304,8 +345,9 @@ impl Segment {
                     return Err(Error::new(
                         ErrorCode::WrongKind,
                         format!(
-                            "{name:?} exists as a {:?}, not a {:?}",
-                            segment.info.kind, options.kind
+                            "{name:?} exists as a {}, not a {}",
+                            segment.info.kind.name(),
+                            options.kind.name()
                         ),
                     ))
                 }
@@ -313,8 +355,10 @@ impl Segment {
                     return Err(Error::new(
                         ErrorCode::SizeMismatch,
                         format!(
-                            "Segment {name:?} exists with {} bytes, not the {} asked for",
-                            segment.info.data_size, options.size
+                            "The {} {name:?} exists with a {}-byte data area, not the {} asked for",
+                            options.kind.name(),
+                            segment.info.data_size,
+                            options.size
                         ),
                     ))
                 }
@@ -337,9 +381,30 @@ impl Segment {
         list_names()
     }
 
-    /// Removes segment `name`. Processes that have it open keep their mapping.
+    /// Removes segment `name`, of any kind. Processes that have it open keep their mapping.
     pub fn unlink(name: &str) -> Result<()> {
+        Self::unlink_kind(name, None)
+    }
+
+    /// Removes `name` if it is of `kind` (`None`: any): one of another kind is refused with
+    /// `WrongKind`. A header that cannot be read (damaged, not ready, not shmkit's) does not
+    /// prevent the removal.
+    pub fn unlink_kind(name: &str, kind: Option<Kind>) -> Result<()> {
         name::validate(name)?;
+        if let Some(expected) = kind {
+            if let Ok(Some((_, info))) = Self::try_open(name, &name::os_id(name)) {
+                if info.kind != expected {
+                    return Err(Error::new(
+                        ErrorCode::WrongKind,
+                        format!(
+                            "{name:?} is a {}, not a {}: remove it as a {0}",
+                            info.kind.name(),
+                            expected.name()
+                        ),
+                    ));
+                }
+            }
+        }
         shm::unlink(&name::os_id(name)).map_err(|err| match err.code() {
             ErrorCode::NotFound => {
                 Error::new(ErrorCode::NotFound, format!("No segment named {name:?}"))
@@ -379,6 +444,29 @@ impl Segment {
         self.check_range(offset, MUTEX_SIZE, MUTEX_ALIGN, "mutex")?;
         // SAFETY: checked in bounds and aligned just above; lives as long as `self`.
         Ok(unsafe { MutexCell::at(self.data_ptr().add(offset)) })
+    }
+
+    /// Notes in the header that a mutex is placed at `offset`, so introspection can show it
+    /// (`inspect`, `shmkit inspect`). Idempotent; beyond the header's 14 slots, nothing is noted.
+    pub fn note_placed_mutex(&self, offset: usize) -> Result<()> {
+        self.check_range(offset, MUTEX_SIZE, MUTEX_ALIGN, "mutex")?;
+        let Ok(value) = u32::try_from(offset + 1) else {
+            return Ok(()); // beyond 4 GiB: not noted
+        };
+        for slot in 0..header::PLACED_SLOTS {
+            let word = placed_slot(self.mapping.as_ptr(), slot);
+            match word.compare_exchange(0, value, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(seen) if seen == value => return Ok(()),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Offsets of the mutexes noted with [`note_placed_mutex`](Self::note_placed_mutex).
+    pub fn placed_mutexes(&self) -> Vec<usize> {
+        placed_offsets(self.mapping.as_ptr(), self.data_len())
     }
 
     /// The 32-bit word at `offset` in the data area.
@@ -452,6 +540,33 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// Slot `slot` of the placed-mutex notes in the header at `base`.
+fn placed_slot<'a>(base: *mut u8, slot: usize) -> &'a AtomicU32 {
+    assert!(slot < header::PLACED_SLOTS);
+    // SAFETY: OFF_PLACED + 4 * slot < OFF_NAME lies in the header page, 4-aligned; callers hold
+    // the mapping for as long as they use the word.
+    unsafe { &*(base.add(header::OFF_PLACED + 4 * slot) as *const AtomicU32) }
+}
+
+/// The noted placed mutexes of the header at `base`, keeping only offsets whose whole cell lies
+/// aligned in a `data_len`-byte data area (the notes are shared memory: untrusted).
+fn placed_offsets(base: *mut u8, data_len: usize) -> Vec<usize> {
+    let mut offsets: Vec<usize> = (0..header::PLACED_SLOTS)
+        .map(|slot| placed_slot(base, slot).load(Ordering::Acquire) as usize)
+        .filter(|&value| value != 0)
+        .map(|value| value - 1)
+        .filter(|&offset| {
+            offset.is_multiple_of(MUTEX_ALIGN)
+                && offset
+                    .checked_add(MUTEX_SIZE)
+                    .is_some_and(|end| end <= data_len)
+        })
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    offsets
 }
 
 fn check_size(size: usize) -> Result<()> {

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{Liveness, ThreadIdentity};
 
 pub use super::portable::{
-    current_process, list_shm_names, page_size, process_liveness, wait, wake,
+    current_process, finish_create, list_shm_names, page_size, process_liveness, shm_object_name,
+    unlink_shm, wait, wake,
 };
 
 pub fn current_thread() -> ThreadIdentity {

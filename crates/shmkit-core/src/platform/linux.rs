@@ -7,7 +7,45 @@ use std::time::Duration;
 
 use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
-pub use super::portable::page_size;
+pub use super::portable::{page_size, shm_object_name, unlink_shm};
+use super::portable::{set_mode, with_shm_fd};
+
+/// Applies `mode` exactly and, with `reserve_pages`, reserves every page now, so a full /dev/shm
+/// is an `ENOSPC` here rather than a SIGBUS on first write.
+pub fn finish_create(
+    os_id: &str,
+    size: usize,
+    mode: u32,
+    reserve_pages: bool,
+) -> crate::Result<()> {
+    with_shm_fd(os_id, |fd| {
+        set_mode(fd, mode)?;
+        if reserve_pages {
+            reserve(fd, size)?;
+        }
+        Ok(())
+    })
+}
+
+fn reserve(fd: libc::c_int, size: usize) -> crate::Result<()> {
+    use crate::error::{Error, ErrorCode};
+    // SAFETY: posix_fallocate on a descriptor the caller owns; it returns the errno instead of
+    // setting it.
+    let errno = unsafe { libc::posix_fallocate(fd, 0, size as libc::off_t) };
+    match errno {
+        0 => Ok(()),
+        // A file system that cannot reserve (not tmpfs): keep the lazy behaviour.
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        libc::ENOSPC => Err(Error::new(
+            ErrorCode::NoSpace,
+            format!(
+                "Not enough shared memory for {size} bytes: /dev/shm is too small or full \
+                 (Docker's default is 64 MB; raise it with --shm-size, or free space)"
+            ),
+        )),
+        other => Err(Error::os(other, "Cannot reserve the segment's memory")),
+    }
+}
 
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitOutcome {
     // A timeout beyond what a timespec holds is "no deadline" (it would outlast the machine).

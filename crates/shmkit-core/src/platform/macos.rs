@@ -14,7 +14,24 @@ use std::time::{Duration, Instant};
 
 use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
-pub use super::portable::{list_shm_names, page_size};
+pub use super::portable::{finish_create, list_shm_names, page_size, unlink_shm};
+
+/// macOS limits POSIX shm names to 31 bytes (PSHMNAMLEN). Longer names are replaced by a
+/// deterministic 64-bit hash; the header stores the full name and `open` compares it, so a hash
+/// collision is refused rather than silently shared.
+pub fn shm_object_name(name: &str) -> String {
+    const PSHMNAMLEN: usize = 31;
+    let plain = super::portable::shm_object_name(name);
+    if plain.len() <= PSHMNAMLEN {
+        plain
+    } else {
+        format!(
+            "/{}{:016x}",
+            crate::name::OS_PREFIX,
+            crate::name::fnv1a64(name.as_bytes())
+        )
+    }
+}
 
 const UL_COMPARE_AND_WAIT_SHARED: u32 = 3;
 const ULF_WAKE_ALL: u32 = 0x0000_0100;

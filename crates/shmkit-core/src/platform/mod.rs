@@ -33,7 +33,7 @@ mod os;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable;
 
-pub use os::{list_shm_names, page_size};
+pub use os::{finish_create, list_shm_names, page_size, shm_object_name, unlink_shm};
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

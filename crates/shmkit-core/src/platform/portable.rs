@@ -104,6 +104,59 @@ pub fn page_size() -> usize {
     4096
 }
 
+/// POSIX shared-memory object names: `/shmkit.<name>`.
+#[allow(dead_code)]
+pub fn shm_object_name(name: &str) -> String {
+    format!("/{}{name}", crate::name::OS_PREFIX)
+}
+
+/// Applies `mode` exactly (not masked by the umask) to a new object. `reserve` is ignored: other
+/// Unixes back POSIX shm with anonymous memory, not a size-limited tmpfs.
+#[cfg(unix)]
+#[allow(dead_code)]
+pub fn finish_create(os_id: &str, _size: usize, mode: u32, _reserve: bool) -> crate::Result<()> {
+    with_shm_fd(os_id, |fd| set_mode(fd, mode))
+}
+
+/// Opens the new object `os_id` read-write for `f` (then closes it).
+#[cfg(unix)]
+pub fn with_shm_fd(
+    os_id: &str,
+    f: impl FnOnce(libc::c_int) -> crate::Result<()>,
+) -> crate::Result<()> {
+    let name = std::ffi::CString::new(os_id).expect("validated names hold no NUL");
+    // SAFETY: `name` is a valid C string; the returned descriptor is closed below.
+    let fd = unsafe { libc::shm_open(name.as_ptr(), libc::O_RDWR, 0) };
+    if fd < 0 {
+        return Err(crate::Error::last_os("Cannot reopen the new segment"));
+    }
+    let result = f(fd);
+    // SAFETY: fd is a descriptor we own and close once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// `fchmod`, so the mode is exactly what the caller asked (the umask narrowed the create).
+#[cfg(unix)]
+pub fn set_mode(fd: libc::c_int, mode: u32) -> crate::Result<()> {
+    // SAFETY: fchmod on a descriptor the caller owns.
+    if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
+        return Err(crate::Error::last_os("Cannot set the segment's mode"));
+    }
+    Ok(())
+}
+
+/// Removes the object's name; existing mappings stay valid until closed.
+#[cfg(unix)]
+pub fn unlink_shm(os_id: &str) -> crate::Result<()> {
+    let name = std::ffi::CString::new(os_id).expect("validated names hold no NUL");
+    // SAFETY: `name` is a valid C string.
+    if unsafe { libc::shm_unlink(name.as_ptr()) } != 0 {
+        return Err(crate::Error::last_os("Cannot unlink the segment"));
+    }
+    Ok(())
+}
+
 /// Systems without a listable shared-memory directory.
 #[allow(dead_code)]
 pub fn list_shm_names(_prefix: &str) -> std::io::Result<Vec<String>> {

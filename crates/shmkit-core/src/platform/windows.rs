@@ -17,6 +17,22 @@ pub use super::portable::{
     current_process, list_shm_names, page_size, process_liveness, wait, wake,
 };
 
+/// Session-local kernel-object namespace.
+pub fn shm_object_name(name: &str) -> String {
+    format!("Local\\{}{name}", crate::name::OS_PREFIX)
+}
+
+/// A named file mapping backed by the paging file is committed when created: nothing to reserve,
+/// and no mode (access is the creating user's session's).
+pub fn finish_create(_os_id: &str, _size: usize, _mode: u32, _reserve: bool) -> crate::Result<()> {
+    Ok(())
+}
+
+/// A named file mapping lives while any handle is open; it has no name to remove.
+pub fn unlink_shm(_os_id: &str) -> crate::Result<()> {
+    Ok(())
+}
+
 pub fn current_thread() -> ThreadIdentity {
     // SAFETY: no preconditions; the pseudo-handle of the current thread needs no closing.
     let (tid, handle) = unsafe { (GetCurrentThreadId(), GetCurrentThread()) };

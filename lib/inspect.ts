@@ -1,0 +1,121 @@
+// What introspection reports (`Segment.inspect`, `mutex.stats()`, `channel.stats()`, the
+// `shmkit` command), as public types with literal unions, made from the binding's plain objects.
+
+import type { Kind } from './handle'
+import { CONTRACT, type NativeInspection, type NativeMutexReport } from './native'
+
+/** Whether a process or thread still runs: `'unknown'` where the OS cannot tell (treated as alive). */
+export type Liveness = 'alive' | 'dead' | 'unknown'
+
+/** A snapshot of a mutex (every value may change right after). */
+export interface MutexStats {
+  locked: boolean
+  /** Thread id of the holder (0 when unlocked). */
+  holderTid: number
+  /** Process id of the holder, when it recorded itself. */
+  holderPid?: number
+  /** Whether the holder still runs; absent when unlocked. */
+  holderState?: Liveness
+  /** Some thread may be asleep waiting (the lock word's WAITERS bit). */
+  waiters: boolean
+  /** Threads asleep in the kernel on this lock now (approximate). */
+  sleepers: number
+  /** Acquisitions so far (wraps at 2^32), of which `contended` had to wait. */
+  acquisitions: number
+  contended: number
+  /** Times a waiter took the lock over from a dead holder. */
+  ownerDeaths: number
+}
+
+/** A channel's traffic, from its control block. */
+export interface ChannelStats {
+  /** Messages sent so far, and received (both wrap at 2^32). */
+  sent: number
+  received: number
+  /** Messages and bytes (with their 4-byte headers) waiting to be read. */
+  messagesInFlight: number
+  bytesInFlight: number
+  capacity: number
+  /** Whether `end()` was called: receivers drain what is left, then stop. */
+  ended: boolean
+}
+
+/** What `Segment.inspect(name)` reports, without opening the segment for use. */
+export interface SegmentInspection {
+  name: string
+  kind: Kind
+  /** Bytes in the data area. */
+  size: number
+  headerSize: number
+  /** Creation time, ms since the Unix epoch. */
+  createdAt: number
+  creatorPid: number
+  autoUnlink: boolean
+  /** Processes that have it open (one entry per mapping), and whether each still runs. */
+  attachers: { pid: number; state: Liveness }[]
+  /** Mappings that found the attach table full (not listed). */
+  overflow: number
+  /** Being removed by its last closer. */
+  doomed: boolean
+  /** The mutex in the header (`seg.mutex`). */
+  headerMutex: MutexStats
+  /** Mutexes placed in the data area, by byte offset: `Mutex.at` ones, and a channel's locks. */
+  placedMutexes: { offset: number; role?: 'send lock' | 'receive lock'; mutex: MutexStats }[]
+  /** For a channel: its traffic. */
+  channel?: ChannelStats
+}
+
+export function mutexStats(report: NativeMutexReport): MutexStats {
+  const stats: MutexStats = {
+    locked: report.locked,
+    holderTid: report.holderTid,
+    waiters: report.waiters,
+    sleepers: report.sleepers,
+    acquisitions: report.acquisitions,
+    contended: report.contended,
+    ownerDeaths: report.ownerDeaths,
+  }
+  if (report.holderPid != null) stats.holderPid = report.holderPid
+  if (report.holderState != null) stats.holderState = report.holderState as Liveness
+  return stats
+}
+
+const ch = CONTRACT.channel
+
+/** Channel statistics from a channel's control-block words (as 32-bit words of its data area). */
+export function channelStats(words: ArrayLike<number>): ChannelStats {
+  const word = (offset: number) => (words[offset / 4] ?? 0) >>> 0
+  const sent = word(ch.sent)
+  const received = word(ch.received)
+  return {
+    sent,
+    received,
+    messagesInFlight: (sent - received) >>> 0,
+    bytesInFlight: (word(ch.tail) - word(ch.head)) >>> 0,
+    capacity: word(ch.capacity),
+    ended: word(ch.ended) !== 0,
+  }
+}
+
+export function segmentInspection(report: NativeInspection): SegmentInspection {
+  const kind = report.kind as Kind
+  const inspection: SegmentInspection = {
+    name: report.name,
+    kind,
+    size: report.size,
+    headerSize: report.headerSize,
+    createdAt: report.createdAt,
+    creatorPid: report.creatorPid,
+    autoUnlink: report.autoUnlink,
+    attachers: report.attachers.map((a) => ({ pid: a.pid, state: a.state as Liveness })),
+    overflow: report.overflow,
+    doomed: report.doomed,
+    headerMutex: mutexStats(report.headerMutex),
+    placedMutexes: report.placedMutexes.map(({ offset, mutex }) => {
+      const role = kind !== 'channel' ? undefined : offset === ch.sendLock ? 'send lock' : offset === ch.recvLock ? 'receive lock' : undefined
+      return role === undefined ? { offset, mutex: mutexStats(mutex) } : { offset, role, mutex: mutexStats(mutex) }
+    }),
+  }
+  if (kind === 'channel') inspection.channel = channelStats(report.dataWords)
+  return inspection
+}

@@ -1,0 +1,296 @@
+// The channel ring protocol (docs/CHANNELS.md), function for function as in
+// crates/shmkit-core/src/channel.rs: the control block, framing, append/take under the side
+// locks, and the sleeper/event wake-up. `Channel` (lib/channel.ts) adds codecs and the public API.
+
+import { EncodedText, utf8Encoder, type Encoded } from './codec'
+import { stateError, timedOut, type ShmkitError } from './errors'
+import type { Handle } from './handle'
+import { lockCell } from './mutex'
+import type { LockCell } from './lock'
+import { CONTRACT } from './native'
+import { nativeWait, remainingMs } from './waiting'
+
+const CH = CONTRACT.channel
+/** Control-block words (32-bit slots of the data area). */
+const ENDED = CH.ended / 4
+const TAIL = CH.tail / 4
+const HEAD = CH.head / 4
+const SENT = CH.sent / 4
+const RECEIVED = CH.received / 4
+export const RECV_SLEEPERS = CH.recvSleepers / 4
+export const RECV_EVENT = CH.recvEvent / 4
+export const SEND_SLEEPERS = CH.sendSleepers / 4
+export const SEND_EVENT = CH.sendEvent / 4
+
+/** A sync send or receive spins this long on the indices before sleeping in the kernel. */
+const SPIN_MICROSECONDS = 50
+/** Longest single sleep of a waiting send or receive: they re-check between sleeps. */
+const SLEEP_SLICE_MS = 1000
+
+/** `take` found nothing to read. */
+export const EMPTY = Symbol('empty')
+/** A `TRY` attempt found the side's lock held. */
+export const BUSY = Symbol('busy')
+/** What `append` returns. */
+export const SENT_ONE = 1
+export const FULL = 0
+export const SEND_BUSY = -1
+
+/**
+ * How an operation takes its side's lock: a timeout in ms (-1: none) to wait for it here (sync
+ * paths), `TRY` (never wait: `trySend`/`tryRecv`, and async paths before they wait), or, after an
+ * asynchronous wait for its release, `AFTER_WAIT`/`AFTER_DEATH` (take it keeping the WAITERS bit,
+ * or take it over from a holder judged dead).
+ */
+export type SideLock = number
+export const TRY = -2
+const AFTER_WAIT = -3
+const AFTER_DEATH = -4
+
+export function corrupt(what: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CORRUPT', `Damaged channel: ${what}`)
+}
+
+export function channelEnded(name: string): Error & ShmkitError {
+  return stateError('ERR_SHM_CHANNEL_ENDED', `Channel "${name}" has ended: end() was called`)
+}
+
+/** Bytes a message of `length` bytes occupies in the ring: a 4-byte length, then padded to 4. */
+export function frameSize(length: number): number {
+  return 4 + ((length + 3) & ~3)
+}
+
+export class Ring {
+  readonly handle: Handle
+  readonly capacity: number
+  readonly #mask: number
+  readonly words: Uint32Array
+  readonly bytes: Uint8Array
+  readonly #ringWords: Uint32Array
+  readonly sendLock: LockCell
+  readonly recvLock: LockCell
+
+  /** Over the data area of a channel whose creator finished (`ready` seen); checks the capacity. */
+  constructor(handle: Handle) {
+    this.handle = handle
+    this.words = new Uint32Array(handle.data, 0, CH.ring / 4)
+    const capacity = this.words[CH.capacity / 4]!
+    if (capacity < CH.minCapacity || capacity > CH.maxCapacity || (capacity & (capacity - 1)) !== 0 || CH.ring + capacity > handle.size) {
+      throw corrupt(`impossible capacity ${capacity}`)
+    }
+    this.capacity = capacity
+    this.#mask = capacity - 1
+    this.bytes = new Uint8Array(handle.data, CH.ring, capacity)
+    this.#ringWords = new Uint32Array(handle.data, CH.ring, capacity / 4)
+    this.sendLock = lockCell(handle, CH.sendLock, `the send lock of channel "${handle.name}"`)
+    this.recvLock = lockCell(handle, CH.recvLock, `the receive lock of channel "${handle.name}"`)
+  }
+
+  ended(): boolean {
+    return Atomics.load(this.words, ENDED) !== 0
+  }
+
+  inFlight(): number {
+    return (Atomics.load(this.words, TAIL) - Atomics.load(this.words, HEAD)) >>> 0
+  }
+
+  /**
+   * Whether the stream has ended and nothing is left to read. `ended` is read BEFORE the
+   * indices: once it is set no producer publishes any more, so indices read after it are final.
+   */
+  drainedAfterEnd(): boolean {
+    return this.ended() && this.inFlight() === 0
+  }
+
+  hasRoomFor(length: number): boolean {
+    const used = this.inFlight()
+    return used <= this.capacity && this.capacity - used >= frameSize(length)
+  }
+
+  /** `tail - head`, validated: a damaged index is an error, never an out-of-bounds access. */
+  used(head: number, tail: number): number {
+    const used = (tail - head) >>> 0
+    if (used > this.capacity || (used & 3) !== 0 || (head & 3) !== 0) throw corrupt(`indices head=${head} tail=${tail}`)
+    return used
+  }
+
+  /**
+   * Appends a `length`-byte message under the send lock (taken as `lock` says; released here):
+   * copies `content` in (bytes, or text encoded straight into the ring), or has
+   * `content(payload)` write it at ring position `payload`; then publishes it. Returns
+   * `SENT_ONE`, `FULL`, or `SEND_BUSY` (a `TRY` found the lock held). If writing throws, nothing
+   * is published. Throws `ERR_SHM_CHANNEL_ENDED` if the stream ended: checked under the lock,
+   * which `end` takes to set the flag, so nothing is published after the end.
+   */
+  append(length: number, content: Encoded | ((payload: number) => void), lock: SideLock): number {
+    const words = this.words
+    if (!holdSide(this.sendLock, lock)) return SEND_BUSY
+    try {
+      if (this.ended()) throw channelEnded(this.handle.name)
+      const tail = Atomics.load(words, TAIL)
+      const used = this.used(Atomics.load(words, HEAD), tail)
+      const need = frameSize(length)
+      if (this.capacity - used < need) return FULL
+      const start = tail & this.#mask
+      this.#ringWords[start >>> 2] = length
+      const payload = (start + 4) & this.#mask
+      if (typeof content === 'function') content(payload)
+      else if (content instanceof EncodedText) this.textIn(content, payload)
+      else this.copyIn(content, payload)
+      // SYNC POINT (publish): the message is whole before the tail moves past it.
+      Atomics.store(words, TAIL, (tail + need) >>> 0)
+      words[SENT] = (words[SENT]! + 1) >>> 0
+    } finally {
+      this.sendLock.release()
+    }
+    this.wakeSleepers(RECV_SLEEPERS, RECV_EVENT)
+    return SENT_ONE
+  }
+
+  /**
+   * Takes one message under the receive lock (taken as `lock` says; released here) and passes
+   * its bytes to `use(view, inRing)`: a view into the ring, or a joined copy when the message
+   * wraps. `EMPTY` if none, `BUSY` if a `TRY` found the lock held. If `use` throws, the message
+   * is NOT consumed.
+   */
+  take<R>(use: (view: Uint8Array, inRing: boolean) => R, lock: SideLock): R | typeof EMPTY | typeof BUSY {
+    const words = this.words
+    if (!holdSide(this.recvLock, lock)) return BUSY
+    let result: R
+    try {
+      const head = Atomics.load(words, HEAD)
+      const used = this.used(head, Atomics.load(words, TAIL))
+      if (used === 0) return EMPTY
+      const start = head & this.#mask
+      const length = this.#ringWords[start >>> 2]!
+      const size = frameSize(length)
+      if (length > this.capacity - 4 || size > used) throw corrupt(`message length ${length} with ${used} bytes in flight`)
+      const payload = (start + 4) & this.#mask
+      result = use(this.copyOut(payload, length), payload + length <= this.capacity)
+      // SYNC POINT (consume): the message is used before its bytes are handed back.
+      Atomics.store(words, HEAD, (head + size) >>> 0)
+      words[RECEIVED] = (words[RECEIVED]! + 1) >>> 0
+    } finally {
+      this.recvLock.release()
+    }
+    this.wakeSleepers(SEND_SLEEPERS, SEND_EVENT)
+    return result
+  }
+
+  /** Encodes `text` into the ring at `position` (through a temporary only if the slot wraps). */
+  textIn(text: EncodedText, position: number): void {
+    if (position + text.length <= this.capacity) utf8Encoder.encodeInto(text.text, this.bytes.subarray(position, position + text.length))
+    else this.copyIn(utf8Encoder.encode(text.text), position)
+  }
+
+  /** Copies `bytes` into the ring at `position`, wrapping at the end. */
+  copyIn(bytes: Uint8Array, position: number): void {
+    const first = Math.min(bytes.length, this.capacity - position)
+    this.bytes.set(first === bytes.length ? bytes : bytes.subarray(0, first), position)
+    if (first < bytes.length) this.bytes.set(bytes.subarray(first), 0)
+  }
+
+  /** The `length` bytes at `position`: a view into the ring, or a joined copy if they wrap. */
+  copyOut(position: number, length: number): Uint8Array {
+    if (position + length <= this.capacity) return this.bytes.subarray(position, position + length)
+    const joined = new Uint8Array(length)
+    joined.set(this.bytes.subarray(position, this.capacity))
+    joined.set(this.bytes.subarray(0, length - (this.capacity - position)), this.capacity - position)
+    return joined
+  }
+
+  /**
+   * Ends the stream: sets the flag under the send lock (waiting `timeoutMs` for it; -1: no
+   * limit), then wakes every sleeper of both sides.
+   */
+  end(timeoutMs: number): void {
+    this.sendLock.acquire(timeoutMs)
+    try {
+      Atomics.store(this.words, ENDED, 1)
+    } finally {
+      this.sendLock.release()
+    }
+    for (const event of [RECV_EVENT, SEND_EVENT]) {
+      Atomics.add(this.words, event, 1)
+      this.handle.native.notify(event * 4, Infinity)
+    }
+  }
+
+  /**
+   * Wakes every sleeper of one side, if any announced itself: the flag is cleared by the waker
+   * (so a burst of messages costs one wake-up, not one per message) and the event bumped before
+   * the kernel wake, so a sleeper that read the old event value cannot miss it.
+   */
+  wakeSleepers(flag: number, event: number): void {
+    const words = this.words
+    if (Atomics.load(words, flag) !== 0 && Atomics.exchange(words, flag, 0) !== 0) {
+      Atomics.add(words, event, 1)
+      this.handle.native.notify(event * 4, Infinity)
+    }
+  }
+
+  /** Spins briefly (an awake peer answers within microseconds); true if `ready()` came true. */
+  spinUntil(ready: () => boolean): boolean {
+    const until = performance.now() + SPIN_MICROSECONDS / 1000
+    do {
+      if (ready()) return true
+    } while (performance.now() < until)
+    return false
+  }
+
+  /**
+   * Sleeps until the event word changes (see docs/CHANNELS.md for why no wake-up is lost):
+   * read the event, raise the sleeper flag, re-check, then sleep on the event value.
+   */
+  waitFor(flag: number, event: number, ready: () => boolean, deadline: number, what: () => string, timeoutMs: number): void {
+    const words = this.words
+    const seen = Atomics.load(words, event)
+    Atomics.store(words, flag, 1)
+    if (ready()) return
+    const left = remainingMs(deadline)
+    if (left === 0) throw timedOut(what(), timeoutMs)
+    this.handle.native.wait(event * 4, seen | 0, Math.min(left < 0 ? SLEEP_SLICE_MS : left, SLEEP_SLICE_MS))
+  }
+
+  /** `waitFor` on a native waiter thread, without blocking the event loop. */
+  async waitForAsync(
+    flag: number,
+    event: number,
+    ready: () => boolean,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    what: () => string,
+    timeoutMs: number,
+  ): Promise<void> {
+    const words = this.words
+    const seen = Atomics.load(words, event)
+    Atomics.store(words, flag, 1)
+    if (ready()) return
+    const left = remainingMs(deadline)
+    if (left === 0) throw timedOut(what(), timeoutMs)
+    const slice = left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS)
+    await nativeWait(this.handle, signal, (token) => this.handle.native.waitAsync(event * 4, seen | 0, slice, token))
+  }
+
+  /**
+   * Waits, holding nothing, until the side lock `lock` (busy at the last attempt) may be free: a
+   * short spin (peers hold it for microseconds), then a native waiter. Returns how the next
+   * attempt takes it.
+   */
+  async awaitSideLock(lock: LockCell, deadline: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<SideLock> {
+    if (this.spinUntil(() => lock.looksFree())) return TRY
+    const [outcome] = await nativeWait(this.handle, signal, (token) => lock.waitForRelease(remainingMs(deadline), token))
+    if (outcome === 'timed-out') throw timedOut(lock.what, timeoutMs)
+    return outcome === 'owner-dead' ? AFTER_DEATH : AFTER_WAIT
+  }
+}
+
+/** Takes a side's lock as `lock` says; false if it was busy (never for a timeout: that waits). */
+function holdSide(cell: LockCell, lock: SideLock): boolean {
+  if (lock >= -1) {
+    cell.acquire(lock)
+    return true
+  }
+  if (lock === TRY) return cell.tryAcquire() !== 0
+  return cell.acquireAfterWait(lock === AFTER_DEATH ? 'owner-dead' : 'woken') !== 0
+}

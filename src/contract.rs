@@ -1,0 +1,123 @@
+//! The binary contract, exported once to JavaScript: every layout offset, magic, version, kind,
+//! codec id, limit and default that `lib/` needs, read at load from the Rust core where each is
+//! defined. `lib/` copies none of them.
+
+use napi_derive::napi;
+use shmkit_core::{channel, header, mutex, segment};
+
+/// Where the fields of a mutex cell are, in bytes.
+#[napi(object)]
+pub struct MutexCellLayout {
+    pub size: u32,
+    pub align: u32,
+    pub state: u32,
+    pub owner_tid: u32,
+    pub owner_ns: u32,
+    pub owner_pid: u32,
+    pub owner_start: u32,
+    pub acquisitions: u32,
+    /// The owner bits of the lock word, and its WAITERS bit.
+    pub owner_mask: u32,
+    pub waiters: u32,
+}
+
+/// A channel's control block (byte offsets into its data area) and its limits.
+#[napi(object)]
+pub struct ChannelLayout {
+    pub ready: u32,
+    pub version: u32,
+    pub capacity: u32,
+    pub codec: u32,
+    pub ended: u32,
+    pub tail: u32,
+    pub recv_sleepers: u32,
+    pub recv_event: u32,
+    pub sent: u32,
+    pub head: u32,
+    pub send_sleepers: u32,
+    pub send_event: u32,
+    pub received: u32,
+    pub send_lock: u32,
+    pub recv_lock: u32,
+    pub ring: u32,
+    pub magic: u32,
+    pub layout_version: u32,
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+}
+
+#[napi(object)]
+pub struct Contract {
+    pub layout_version: u32,
+    /// Segment kinds by id (index 0 unused).
+    pub kinds: Vec<String>,
+    pub max_name_length: u32,
+    pub max_segment_size: f64,
+    pub default_mode: u32,
+    pub default_ready_timeout_ms: u32,
+    pub mutex: MutexCellLayout,
+    pub channel: ChannelLayout,
+    /// Codec names by id.
+    pub codecs: Vec<String>,
+    /// Every error code, in the order of `docs/errors.md`.
+    pub error_codes: Vec<String>,
+}
+
+fn u(value: usize) -> u32 {
+    u32::try_from(value).expect("layout constants are small")
+}
+
+#[napi]
+pub fn contract() -> Contract {
+    use channel::layout as ch;
+    Contract {
+        layout_version: header::LAYOUT_VERSION,
+        kinds: std::iter::once("")
+            .chain(header::Kind::ALL.iter().map(|kind| kind.name()))
+            .map(str::to_owned)
+            .collect(),
+        max_name_length: u(shmkit_core::name::MAX_NAME_LEN),
+        max_segment_size: segment::MAX_DATA_SIZE as f64,
+        default_mode: segment::DEFAULT_MODE,
+        default_ready_timeout_ms: u(segment::DEFAULT_READY_TIMEOUT.as_millis() as usize),
+        mutex: MutexCellLayout {
+            size: u(mutex::MUTEX_SIZE),
+            align: u(mutex::MUTEX_ALIGN),
+            state: u(mutex::cell::STATE),
+            owner_tid: u(mutex::cell::OWNER_TID),
+            owner_ns: u(mutex::cell::OWNER_NS),
+            owner_pid: u(mutex::cell::OWNER_PID),
+            owner_start: u(mutex::cell::OWNER_START),
+            acquisitions: u(mutex::cell::ACQUISITIONS),
+            owner_mask: mutex::OWNER_MASK,
+            waiters: mutex::WAITERS,
+        },
+        channel: ChannelLayout {
+            ready: u(ch::READY),
+            version: u(ch::VERSION),
+            capacity: u(ch::CAPACITY),
+            codec: u(ch::CODEC),
+            ended: u(ch::ENDED),
+            tail: u(ch::TAIL),
+            recv_sleepers: u(ch::RECV_SLEEPERS),
+            recv_event: u(ch::RECV_EVENT),
+            sent: u(ch::SENT),
+            head: u(ch::HEAD),
+            send_sleepers: u(ch::SEND_SLEEPERS),
+            send_event: u(ch::SEND_EVENT),
+            received: u(ch::RECEIVED),
+            send_lock: u(ch::SEND_LOCK),
+            recv_lock: u(ch::RECV_LOCK),
+            ring: u(ch::RING),
+            magic: channel::CHANNEL_MAGIC,
+            layout_version: channel::CHANNEL_VERSION,
+            min_capacity: u(channel::MIN_CAPACITY),
+            max_capacity: u(channel::MAX_CAPACITY),
+        },
+        codecs: channel::CODECS.iter().map(|c| (*c).to_owned()).collect(),
+        error_codes: shmkit_core::error::ERROR_CODES
+            .iter()
+            .map(|(code, _)| (*code).to_owned())
+            .collect(),
+    }
+}
