@@ -43,7 +43,10 @@ test('lockAsync times out with ETIMEDOUT close to the asked time', async (t) => 
 test('an aborted signal rejects with AbortError promptly, before or during the wait', async (t) => {
   const segment = freshSegment(t)
   const guard = segment.mutex.lock()
-  await t.throwsAsync(segment.mutex.lockAsync({ signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' })
+  await t.throwsAsync(segment.mutex.lockAsync({ signal: AbortSignal.abort() }), {
+    instanceOf: AbortError,
+    code: 'ABORT_ERR',
+  })
   const controller = new AbortController()
   const pending = segment.mutex.lockAsync({ signal: controller.signal })
   await new Promise((resolve) => setTimeout(resolve, 30))
@@ -81,12 +84,18 @@ test('withLock returns the result, unlocks on throw and on rejection, and serial
   const segment = freshSegment(t)
   t.is(await segment.mutex.withLock(() => 7), 7)
   t.is(await segment.mutex.withLock(async () => 8), 8)
-  await t.throwsAsync(segment.mutex.withLock(() => {
-    throw new Error('sync boom')
-  }), { message: 'sync boom' })
-  await t.throwsAsync(segment.mutex.withLock(async () => {
-    throw new Error('async boom')
-  }), { message: 'async boom' })
+  await t.throwsAsync(
+    segment.mutex.withLock(() => {
+      throw new Error('sync boom')
+    }),
+    { message: 'sync boom' },
+  )
+  await t.throwsAsync(
+    segment.mutex.withLock(async () => {
+      throw new Error('async boom')
+    }),
+    { message: 'async boom' },
+  )
   const guard = segment.mutex.tryLock()
   t.truthy(guard, 'released after each throw')
   guard.unlock()

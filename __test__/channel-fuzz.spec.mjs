@@ -10,7 +10,17 @@ import { uniqueName } from './helpers.mjs'
 const SEED = Number(process.env.SHMKIT_FUZZ_SEED ?? 424242)
 const RUNS = Number(process.env.SHMKIT_FUZZ_RUNS ?? 400)
 /** Control-block words a peer may scribble (byte offset / 4): indices, counters, flags, events. */
-const WORDS = { CLOSED: 4, TAIL: 16, RECV_SLEEPERS: 17, RECV_EVENT: 18, SENT: 19, HEAD: 32, SEND_SLEEPERS: 33, SEND_EVENT: 34, RECEIVED: 35 }
+const WORDS = {
+  CLOSED: 4,
+  TAIL: 16,
+  RECV_SLEEPERS: 17,
+  RECV_EVENT: 18,
+  SENT: 19,
+  HEAD: 32,
+  SEND_SLEEPERS: 33,
+  SEND_EVENT: 34,
+  RECEIVED: 35,
+}
 
 function outcome(fn) {
   try {
@@ -33,14 +43,23 @@ for (const codec of ['bytes', 'json', 'v8']) {
     })
     const words = new Uint32Array(raw.buffer, 0, 128)
     const ring = new Uint8Array(raw.buffer, 512, 256)
-    const word = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 300 }), fc.constantFrom(0, 4, 8, 252, 256, 260, 0xfffffffc))
+    const word = fc.oneof(
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.integer({ min: 0, max: 300 }),
+      fc.constantFrom(0, 4, 8, 252, 256, 260, 0xfffffffc),
+    )
     const anything = fc.record({
       values: fc.dictionary(fc.constantFrom(...Object.keys(WORDS)), word),
       ring: fc.uint8Array({ minLength: 256, maxLength: 256 }),
     })
     // Plausible indices with a plausible length word at the head, so decoding gets exercised.
     const plausible = fc
-      .record({ head: fc.nat(63), used: fc.nat(64), length: fc.nat(260), ring: fc.uint8Array({ minLength: 256, maxLength: 256 }) })
+      .record({
+        head: fc.nat(63),
+        used: fc.nat(64),
+        length: fc.nat(260),
+        ring: fc.uint8Array({ minLength: 256, maxLength: 256 }),
+      })
       .map(({ head, used, length, ring: bytes }) => {
         const copy = Uint8Array.from(bytes)
         new DataView(copy.buffer).setUint32(head * 4, length, true)

@@ -23,15 +23,22 @@ function assertExactlyOnceInOrder(t, reports, producers, count) {
     }
     all.sort((a, b) => a - b)
     t.is(all.length, count, `producer ${producer}: every message exactly once`)
-    t.true(all.every((seq, i) => seq === i), `producer ${producer}: no duplicates or gaps`)
+    t.true(
+      all.every((seq, i) => seq === i),
+      `producer ${producer}: no duplicates or gaps`,
+    )
   }
 }
 
 test('several producer and consumer processes: exactly once, whole, in order per producer', async (t) => {
   const channel = freshChannel(t)
   const count = 3000
-  const consumers = ['sync', 'async', 'iterate'].map((mode) => startFixture('channel-consumer.mjs', [channel.name, mode]))
-  const producers = [0, 1, 2].map((id) => startFixture('channel-producer.mjs', [channel.name, id, count, 300, id === 1 ? 'async' : 'sync']))
+  const consumers = ['sync', 'async', 'iterate'].map((mode) =>
+    startFixture('channel-consumer.mjs', [channel.name, mode]),
+  )
+  const producers = [0, 1, 2].map((id) =>
+    startFixture('channel-producer.mjs', [channel.name, id, count, 300, id === 1 ? 'async' : 'sync']),
+  )
   await Promise.all(producers.map((p) => p.nextMessage((m) => typeof m === 'object', 60_000)))
   channel.end()
   const reports = await Promise.all(consumers.map((c) => c.nextMessage((m) => typeof m === 'object', 60_000)))
@@ -133,7 +140,9 @@ test('aborts: recvAsync and sendAsync reject with AbortError promptly', async (t
   setTimeout(() => controller.abort(), 20)
   await t.throwsAsync(pending, { name: 'AbortError' })
   while (channel.trySend(new Uint8Array(20)));
-  await t.throwsAsync(channel.sendAsync(new Uint8Array(20), { signal: AbortSignal.timeout(20) }), { name: 'AbortError' })
+  await t.throwsAsync(channel.sendAsync(new Uint8Array(20), { signal: AbortSignal.timeout(20) }), {
+    name: 'AbortError',
+  })
   // Nothing was lost or added by the aborted calls.
   let count = 0
   while (channel.tryRecv() !== undefined) count++
@@ -171,8 +180,15 @@ test('a producer SIGKILLed mid-stream leaves no partial message and does not wed
   const report = await consumer.nextMessage((m) => typeof m === 'object', 30_000)
   t.is(report.damaged, 0, 'no partial message was ever visible')
   const victimSeqs = report.seen[0] ?? []
-  t.true(victimSeqs.every((seq, i) => seq === i), 'the victim\'s delivered messages are a gap-free prefix')
-  t.deepEqual(report.seen[1], Array.from({ length: 500 }, (_, i) => i), 'the survivor got through, in order')
+  t.true(
+    victimSeqs.every((seq, i) => seq === i),
+    "the victim's delivered messages are a gap-free prefix",
+  )
+  t.deepEqual(
+    report.seen[1],
+    Array.from({ length: 500 }, (_, i) => i),
+    'the survivor got through, in order',
+  )
 })
 
 test('a consumer SIGKILLed mid-receive does not wedge the channel', async (t) => {
@@ -190,7 +206,10 @@ test('a consumer SIGKILLed mid-receive does not wedge the channel', async (t) =>
   t.is(report.damaged, 0)
   const seqs = report.seen[0] ?? []
   t.true(seqs.length > 0 && seqs.at(-1) === 399_999, 'the survivor drained to the last message')
-  t.true(seqs.every((seq, i) => i === 0 || seq === seqs[i - 1] + 1), 'in order and without gaps after it took over')
+  t.true(
+    seqs.every((seq, i) => i === 0 || seq === seqs[i - 1] + 1),
+    'in order and without gaps after it took over',
+  )
 })
 
 test('a damaged ring gives ERR_SHM_CORRUPT, never a hang or an out-of-bounds read', (t) => {
@@ -236,7 +255,9 @@ test('sendWith writes into the ring and recvWith reads from it, wrapped or not',
       t.is(target.length, length)
       for (let i = 0; i < length; i++) target[i] = (round + i) & 0xff
     })
-    const ok = channel.recvWith((view) => view.every((byte, i) => byte === ((round + i) & 0xff)) && view.length === length)
+    const ok = channel.recvWith(
+      (view) => view.every((byte, i) => byte === ((round + i) & 0xff)) && view.length === length,
+    )
     t.true(ok, `round ${round}`)
   }
   t.is(channel.bytesInFlight, 0)
@@ -244,14 +265,22 @@ test('sendWith writes into the ring and recvWith reads from it, wrapped or not',
 
 test('a throwing fill sends nothing; a throwing use leaves the message for the next receiver', (t) => {
   const channel = freshChannel(t, { capacity: 256 })
-  t.throws(() => channel.sendWith(10, () => {
-    throw new Error('fill failed')
-  }), { message: 'fill failed' })
+  t.throws(
+    () =>
+      channel.sendWith(10, () => {
+        throw new Error('fill failed')
+      }),
+    { message: 'fill failed' },
+  )
   t.is(channel.bytesInFlight, 0)
   channel.send('keep')
-  t.throws(() => channel.recvWith(() => {
-    throw new Error('use failed')
-  }), { message: 'use failed' })
+  t.throws(
+    () =>
+      channel.recvWith(() => {
+        throw new Error('use failed')
+      }),
+    { message: 'use failed' },
+  )
   t.is(new TextDecoder().decode(channel.recv()), 'keep')
   throwsCoded(t, () => channel.sendWith(253, () => {}), RangeError, 'ERR_OUT_OF_RANGE')
   throwsCoded(t, () => channel.sendWith(1, 'no'), TypeError, 'ERR_INVALID_ARG_TYPE')
@@ -289,15 +318,23 @@ test('worker threads of one process produce into a channel: exactly once, in ord
   const count = 3000
   const script = new URL('./fixtures/channel-worker-producer.mjs', import.meta.url)
   const { Worker } = await import('node:worker_threads')
-  const workers = [0, 1, 2].map((producer) => new Worker(script, { workerData: { name: channel.name, producer, count } }))
-  const done = Promise.all(workers.map((w) => new Promise((resolve, reject) => w.on('exit', resolve).on('error', reject))))
+  const workers = [0, 1, 2].map(
+    (producer) => new Worker(script, { workerData: { name: channel.name, producer, count } }),
+  )
+  const done = Promise.all(
+    workers.map((w) => new Promise((resolve, reject) => w.on('exit', resolve).on('error', reject))),
+  )
   const seen = [[], [], []]
   for (let i = 0; i < 3 * count; i++) {
     const { producer, seq } = await channel.recvAsync({ timeout: 20_000 })
     seen[producer].push(seq)
   }
   t.deepEqual(await done, [0, 0, 0])
-  for (const seqs of seen) t.deepEqual(seqs, Array.from({ length: count }, (_, i) => i))
+  for (const seqs of seen)
+    t.deepEqual(
+      seqs,
+      Array.from({ length: count }, (_, i) => i),
+    )
   t.is(channel.tryRecv(), undefined)
 })
 

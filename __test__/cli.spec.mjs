@@ -43,7 +43,10 @@ onLinux('ls lists segments and channels, as a table and as JSON, and skips forei
   const { segments, skipped } = JSON.parse((await shmkit('ls', '--json')).stdout)
   const mine = segments.find((s) => s.name === name)
   t.like(mine, { kind: 'segment', size: 1 << 20, autoUnlink: false, attached: { alive: 1, dead: 0 } })
-  t.like(segments.find((s) => s.name === channelName), { kind: 'channel', channel: { capacity: 1024, messagesInFlight: 0 } })
+  t.like(
+    segments.find((s) => s.name === channelName),
+    { kind: 'channel', channel: { capacity: 1024, messagesInFlight: 0 } },
+  )
   t.true(skipped.some((s) => s.name === foreign && s.code === 'ERR_SHM_NOT_SHMKIT'))
 })
 
@@ -150,21 +153,24 @@ test('--version prints the package version', async (t) => {
   }
 })
 
-onLinux('rm --prefix removes every segment and channel whose name starts with the prefix, and nothing else', async (t) => {
-  const prefix = `${uniqueName(t, 'pfx')}-`
-  const names = [`${prefix}a`, `${prefix}b`]
-  Segment.create(names[0], { size: 64 }).close()
-  Channel.create(names[1], { capacity: 64 }).close()
-  const bystander = uniqueName(t)
-  Segment.create(bystander, { size: 64 }).close()
-  const { code, stdout } = await shmkit('rm', '--prefix', prefix)
-  t.is(code, 0)
-  for (const name of names) t.regex(stdout, new RegExp(`removed ${name}`))
-  for (const name of names) t.throws(() => Segment.inspect(name), { code: 'ENOENT' })
-  t.notThrows(() => Segment.inspect(bystander))
-  t.is((await shmkit('rm', '--prefix', prefix)).stdout.trim(), 'Nothing to remove.')
-  t.is((await shmkit('rm', 'x', '--prefix', prefix)).code, 2)
-})
+onLinux(
+  'rm --prefix removes every segment and channel whose name starts with the prefix, and nothing else',
+  async (t) => {
+    const prefix = `${uniqueName(t, 'pfx')}-`
+    const names = [`${prefix}a`, `${prefix}b`]
+    Segment.create(names[0], { size: 64 }).close()
+    Channel.create(names[1], { capacity: 64 }).close()
+    const bystander = uniqueName(t)
+    Segment.create(bystander, { size: 64 }).close()
+    const { code, stdout } = await shmkit('rm', '--prefix', prefix)
+    t.is(code, 0)
+    for (const name of names) t.regex(stdout, new RegExp(`removed ${name}`))
+    for (const name of names) t.throws(() => Segment.inspect(name), { code: 'ENOENT' })
+    t.notThrows(() => Segment.inspect(bystander))
+    t.is((await shmkit('rm', '--prefix', prefix)).stdout.trim(), 'Nothing to remove.')
+    t.is((await shmkit('rm', 'x', '--prefix', prefix)).code, 2)
+  },
+)
 
 onLinux('inspect shows placed mutexes and a wedged channel lock with its dead holder', async (t) => {
   const name = uniqueName(t, 'ch')
@@ -181,7 +187,10 @@ onLinux('inspect shows placed mutexes and a wedged channel lock with its dead ho
   t.regex(text, /send lock\s+free/)
   t.regex(text, /receive lock\s+held by thread \d+ of pid \d+, which is DEAD/)
   const report = JSON.parse((await shmkit('inspect', name, '--json')).stdout)
-  t.like(report.placedMutexes.find((p) => p.role === 'receive lock'), { offset: 256, mutex: { locked: true, holderState: 'dead' } })
+  t.like(
+    report.placedMutexes.find((p) => p.role === 'receive lock'),
+    { offset: 256, mutex: { locked: true, holderState: 'dead' } },
+  )
   t.regex((await shmkit('ls')).stdout, new RegExp(`${name}\\s+channel\\s+.*DEAD`), 'ls flags the wedged channel')
   const segmentName = uniqueName(t)
   const segment = Segment.create(segmentName, { size: 1024 })

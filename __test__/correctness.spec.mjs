@@ -66,7 +66,7 @@ function releaseAndSpin(segment, offset, flag) {
   const until = performance.now() + 2000
   while (Atomics.load(words, offset / 4) === held && performance.now() < until);
   // Long enough for a waiter thread to act on the release (it took the lock, before the fix).
-  for (const start = performance.now(); performance.now() - start < 20; );
+  for (const start = performance.now(); performance.now() - start < 20;);
 }
 
 test('defect 3: a sync lock() while this thread has a lockAsync() pending takes the lock, not a wait for itself', async (t) => {
@@ -135,7 +135,8 @@ test('defect 4: an abort racing the release, then close(), leaks no lock and thr
     controller.abort()
     mine.close()
     const outcome = await attempt
-    if (outcome instanceof Error) t.true(['ABORT_ERR', 'ERR_SHM_CLOSED'].includes(outcome.code), `${round}: ${outcome.code}`)
+    if (outcome instanceof Error)
+      t.true(['ABORT_ERR', 'ERR_SHM_CLOSED'].includes(outcome.code), `${round}: ${outcome.code}`)
     else t.false(outcome.locked, 'a guard that won the race was released by close()')
     const guard = creator.mutex.lock({ timeout: 2000 }) // nothing leaked: the lock is free
     guard.unlock()
@@ -151,7 +152,7 @@ test('defect 5: closing one mapping never releases a lock this thread holds thro
   const guard = second.mutex.lock()
   const timedOut = first.mutex.lockAsync({ timeout: 50 }).catch((error) => error.code)
   // The waiter times out while this thread is busy: close() runs before the promise settles.
-  for (const start = performance.now(); performance.now() - start < 200; );
+  for (const start = performance.now(); performance.now() - start < 200;);
   first.close()
   t.true(['ETIMEDOUT', 'ERR_SHM_CLOSED'].includes(await timedOut))
   t.true(guard.locked)

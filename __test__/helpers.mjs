@@ -128,7 +128,10 @@ export function readableCopy(t) {
   const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-nobody-'))
   t.teardown(() => fs.rmSync(copy, { recursive: true, force: true }))
   const built = fs.readdirSync(root).filter((f) => f === 'index.js' || f === 'binding.js' || f.endsWith('.node'))
-  const lib = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)
+  const lib = fs
+    .readdirSync(path.join(root, 'lib'))
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => `lib/${f}`)
   for (const file of [...built, ...lib, '__test__/fixtures/script.mjs']) {
     fs.mkdirSync(path.dirname(path.join(copy, file)), { recursive: true })
     fs.copyFileSync(path.join(root, file), path.join(copy, file))

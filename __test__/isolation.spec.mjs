@@ -20,7 +20,17 @@ const asRootWithNamespaces = canSwitchUser && hasUnshare ? test : test.skip
 const asRootWithUsers = canSwitchUser ? test : test.skip
 
 /** Runs what follows in a private mount namespace whose /proc hides other users' processes. */
-const hiddenProc = ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', 'mount -t proc -o hidepid=invisible proc /proc && exec "$@"', 'sh']
+const hiddenProc = [
+  'unshare',
+  '-m',
+  '--propagation',
+  'private',
+  '--',
+  'sh',
+  '-c',
+  'mount -t proc -o hidepid=invisible proc /proc && exec "$@"',
+  'sh',
+]
 /** Runs what follows as pid 1 of a new PID namespace (with its own /proc), like a container's init. */
 const newPidNamespace = ['unshare', '-p', '-f', '--mount-proc', '--']
 
@@ -84,7 +94,10 @@ asRootWithUsers('defect 2: a last closer that may not unlink reports it, and the
   other.send('close')
   const outcome = await other.nextMessage((m) => m !== 'opened')
   await other.done()
-  t.true(['EACCES', 'EPERM'].includes(outcome.code), `close() reports that it could not remove the segment: ${JSON.stringify(outcome)}`)
+  t.true(
+    ['EACCES', 'EPERM'].includes(outcome.code),
+    `close() reports that it could not remove the segment: ${JSON.stringify(outcome)}`,
+  )
   t.true(outcome.closed, 'the handle is closed all the same')
   const again = Segment.open(name, { readyTimeout: 100 })
   t.pass('open still works (it failed with ENOENT before)')

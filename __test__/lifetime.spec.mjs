@@ -40,7 +40,10 @@ onLinux('autoUnlink: a SIGKILLed last attacher is reaped, by gc or by the next c
   creator.kill('SIGKILL')
   await creator.done()
   const inspection = Segment.inspect(name)
-  t.deepEqual(inspection.attachers.map((a) => a.state), ['dead'])
+  t.deepEqual(
+    inspection.attachers.map((a) => a.state),
+    ['dead'],
+  )
   t.true(Segment.collect(name), 'gc removes it: its only attacher is dead')
   throwsCoded(t, () => Segment.inspect(name), Error, 'ENOENT')
 

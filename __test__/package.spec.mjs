@@ -41,20 +41,31 @@ packaged('the packed tarballs install without Rust or install scripts and work f
   t.true(tarballs.length >= 2, 'npm run pack:local wrote the main and the platform tarball')
   const project = fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-consumer-'))
   t.teardown(() => fs.rmSync(project, { recursive: true, force: true }))
-  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }))
+  fs.writeFileSync(
+    path.join(project, 'package.json'),
+    JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }),
+  )
   const env = { ...process.env, PATH: pathWithoutRust(), npm_config_foreground_scripts: 'true' }
   delete env.npm_config_ignore_scripts
   const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm']
-  const installLog = execFileSync(npm[0], [...npm.slice(1), 'install', '--no-audit', '--no-fund', ...tarballs.map((f) => path.join(artifacts, f))], {
-    cwd: project,
-    env,
-    encoding: 'utf8',
-  })
+  const installLog = execFileSync(
+    npm[0],
+    [...npm.slice(1), 'install', '--no-audit', '--no-fund', ...tarballs.map((f) => path.join(artifacts, f))],
+    {
+      cwd: project,
+      env,
+      encoding: 'utf8',
+    },
+  )
   t.notRegex(installLog, /cargo|rustc|napi build/, 'nothing was compiled')
 
   const installed = JSON.parse(fs.readFileSync(path.join(project, 'node_modules/shmkit/package.json'), 'utf8'))
-  for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) t.falsy(installed.scripts?.[hook], `no ${hook} script`)
-  t.false(fs.readdirSync(path.join(project, 'node_modules/shmkit')).some((f) => f.endsWith('.node')), 'the binary comes from the platform package')
+  for (const hook of ['preinstall', 'install', 'postinstall', 'prepare'])
+    t.falsy(installed.scripts?.[hook], `no ${hook} script`)
+  t.false(
+    fs.readdirSync(path.join(project, 'node_modules/shmkit')).some((f) => f.endsWith('.node')),
+    'the binary comes from the platform package',
+  )
 
   const node = (file) => execFileSync(process.execPath, [file], { cwd: project, env, encoding: 'utf8' })
   fs.writeFileSync(path.join(project, 'cjs.cjs'), consumerScript(`const { Segment, Channel } = require('shmkit')`))
@@ -62,13 +73,22 @@ packaged('the packed tarballs install without Rust or install scripts and work f
   fs.writeFileSync(path.join(project, 'esm.mjs'), consumerScript(`import { Segment, Channel } from 'shmkit'`))
   t.regex(node('esm.mjs'), /consumer ok/)
 
-  t.true(fs.existsSync(path.join(project, 'node_modules/.bin', process.platform === 'win32' ? 'shmkit.cmd' : 'shmkit')), 'installed as a bin')
+  t.true(
+    fs.existsSync(path.join(project, 'node_modules/.bin', process.platform === 'win32' ? 'shmkit.cmd' : 'shmkit')),
+    'installed as a bin',
+  )
   if (process.platform === 'linux') {
-    const bin = execFileSync(process.execPath, [path.join(project, 'node_modules/shmkit/bin/shmkit.js'), 'ls', '--json'], { cwd: project, env, encoding: 'utf8' })
+    const bin = execFileSync(
+      process.execPath,
+      [path.join(project, 'node_modules/shmkit/bin/shmkit.js'), 'ls', '--json'],
+      { cwd: project, env, encoding: 'utf8' },
+    )
     t.true(Array.isArray(JSON.parse(bin).segments), 'the shmkit command runs (listing needs Linux)')
   }
 
-  fs.writeFileSync(path.join(project, 'consumer.ts'), `import { Segment, Mutex, Channel, type LockGuard, type WaitResult } from 'shmkit'
+  fs.writeFileSync(
+    path.join(project, 'consumer.ts'),
+    `import { Segment, Mutex, Channel, type LockGuard, type WaitResult } from 'shmkit'
 const seg: Segment = Segment.openOrCreate('pkg-ts', { size: 128, mode: 0o600 })
 const guard: LockGuard = Mutex.at(seg, 64).lock({ timeout: 10 })
 const owner: boolean = guard.ownerDied
@@ -77,12 +97,28 @@ const result: WaitResult = seg.wait(0, 1, 0)
 const ch = Channel.open<{ n: number }>('pkg-ts-ch', { codec: 'json' })
 const value: { n: number } = ch.recv({ timeout: 1 })
 export { owner, result, value }
-`)
-  fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, types: ['node'], typeRoots: [path.join(root, 'node_modules/@types')] },
-    files: ['consumer.ts'],
-  }))
-  execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project, env, encoding: 'utf8' })
+`,
+  )
+  fs.writeFileSync(
+    path.join(project, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        target: 'es2022',
+        noEmit: true,
+        types: ['node'],
+        typeRoots: [path.join(root, 'node_modules/@types')],
+      },
+      files: ['consumer.ts'],
+    }),
+  )
+  execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', project], {
+    cwd: project,
+    env,
+    encoding: 'utf8',
+  })
   t.pass()
 })
 
@@ -90,8 +126,22 @@ test('without a binary for the platform, loading fails with a clear coded error'
   const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-nobinary-'))
   t.teardown(() => fs.rmSync(bare, { recursive: true, force: true }))
   fs.mkdirSync(path.join(bare, 'lib'))
-  const files = ['index.js', 'binding.js', ...fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)]
+  const files = [
+    'index.js',
+    'binding.js',
+    ...fs
+      .readdirSync(path.join(root, 'lib'))
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => `lib/${f}`),
+  ]
   for (const file of files) fs.copyFileSync(path.join(root, file), path.join(bare, file))
-  const output = execFileSync(process.execPath, ['-e', `try { require(${JSON.stringify(path.join(bare, 'index.js'))}) } catch (e) { console.log(e.code + ': ' + e.message) }`], { encoding: 'utf8' })
+  const output = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      `try { require(${JSON.stringify(path.join(bare, 'index.js'))}) } catch (e) { console.log(e.code + ': ' + e.message) }`,
+    ],
+    { encoding: 'utf8' },
+  )
   t.regex(output, /^ERR_SHM_NO_BINARY: shmkit has no native binary for \w+-\w+/)
 })

@@ -12,9 +12,13 @@ const asNobodyTest = canSwitchUser ? test : test.skip
 /** Runs `code` as user nobody with `shmkit` bound to the package copy at `copy`. */
 function runAsNobody(copy, code) {
   const index = path.join(copy, 'index.js')
-  return execFileSync(asNobody[0], [...asNobody.slice(1), process.execPath, '-e', `const shmkit = require(${JSON.stringify(index)});\n${code}`], {
-    encoding: 'utf8',
-  })
+  return execFileSync(
+    asNobody[0],
+    [...asNobody.slice(1), process.execPath, '-e', `const shmkit = require(${JSON.stringify(index)});\n${code}`],
+    {
+      encoding: 'utf8',
+    },
+  )
 }
 
 const attempt = (what) => `try { ${what}; console.log('ok') } catch (e) { console.log(e.code) }`

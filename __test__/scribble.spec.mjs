@@ -56,7 +56,10 @@ function prepare(t, random, trial) {
   try {
     for (let i = 0, writes = 1 + Math.floor(random(6)); i < writes; i++) {
       const offset = Math.min(size - 4, start + Math.floor(random(end - start)))
-      const bytes = random(2) < 1 ? Buffer.from([random(256), random(256), random(256), random(256)].map(Math.floor)) : Buffer.alloc(4, 0xff)
+      const bytes =
+        random(2) < 1
+          ? Buffer.from([random(256), random(256), random(256), random(256)].map(Math.floor))
+          : Buffer.alloc(4, 0xff)
       fs.writeSync(fd, bytes, 0, bytes.length, offset & ~3)
     }
   } finally {
@@ -65,26 +68,38 @@ function prepare(t, random, trial) {
   return { name, region }
 }
 
-onLinux(`scribbled segments and channels give data or coded errors, never a crash or a hang (seed ${SEED})`, async (t) => {
-  t.log(`seed ${SEED}, ${TRIALS} trials`)
-  const random = prng(SEED)
-  const trials = Array.from({ length: TRIALS }, (_, trial) => prepare(t, random, trial))
-  const batches = Array.from({ length: PARALLEL }, (_, i) => trials.filter((_, j) => j % PARALLEL === i).map((trial) => trial.name))
-  const children = batches.map((names) => startFixture('scribble-victim.mjs', names))
-  const outcomes = []
-  for (const child of children) {
-    const result = await child.done(120_000)
-    t.is(result.signal, null, `the victim was not killed by a signal (stderr: ${result.stderr})`)
-    t.is(result.code, 0, result.stderr)
-    outcomes.push(...(result.messages[0] ?? []))
-  }
-  const uncoded = outcomes.filter((o) => o.outcome.startsWith('uncoded'))
-  const byRegion = Object.fromEntries(trials.map((trial) => [trial.name, trial.region]))
-  t.deepEqual(uncoded.map((o) => `${byRegion[o.name]} / ${o.op}: ${o.outcome}`), [], 'every failure carries a code')
-  t.true(outcomes.length > TRIALS * 5)
-  const codes = {}
-  for (const { outcome } of outcomes) codes[outcome] = (codes[outcome] ?? 0) + 1
-  t.log(codes)
-  const slowest = [...outcomes].sort((a, b) => b.ms - a.ms).slice(0, 5)
-  t.log('slowest:', slowest.map((o) => `${byRegion[o.name]} / ${o.op} ${o.outcome} ${o.ms} ms`))
-})
+onLinux(
+  `scribbled segments and channels give data or coded errors, never a crash or a hang (seed ${SEED})`,
+  async (t) => {
+    t.log(`seed ${SEED}, ${TRIALS} trials`)
+    const random = prng(SEED)
+    const trials = Array.from({ length: TRIALS }, (_, trial) => prepare(t, random, trial))
+    const batches = Array.from({ length: PARALLEL }, (_, i) =>
+      trials.filter((_, j) => j % PARALLEL === i).map((trial) => trial.name),
+    )
+    const children = batches.map((names) => startFixture('scribble-victim.mjs', names))
+    const outcomes = []
+    for (const child of children) {
+      const result = await child.done(120_000)
+      t.is(result.signal, null, `the victim was not killed by a signal (stderr: ${result.stderr})`)
+      t.is(result.code, 0, result.stderr)
+      outcomes.push(...(result.messages[0] ?? []))
+    }
+    const uncoded = outcomes.filter((o) => o.outcome.startsWith('uncoded'))
+    const byRegion = Object.fromEntries(trials.map((trial) => [trial.name, trial.region]))
+    t.deepEqual(
+      uncoded.map((o) => `${byRegion[o.name]} / ${o.op}: ${o.outcome}`),
+      [],
+      'every failure carries a code',
+    )
+    t.true(outcomes.length > TRIALS * 5)
+    const codes = {}
+    for (const { outcome } of outcomes) codes[outcome] = (codes[outcome] ?? 0) + 1
+    t.log(codes)
+    const slowest = [...outcomes].sort((a, b) => b.ms - a.ms).slice(0, 5)
+    t.log(
+      'slowest:',
+      slowest.map((o) => `${byRegion[o.name]} / ${o.op} ${o.outcome} ${o.ms} ms`),
+    )
+  },
+)

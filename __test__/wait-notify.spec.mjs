@@ -7,7 +7,10 @@ test('notify in one process wakes wait in others', async (t) => {
   const name = uniqueName(t)
   const segment = Segment.create(name, { size: 64 })
   t.teardown(() => segment.close())
-  const waiters = [startFixture('wait-notify.mjs', [name, 'waiter', 8]), startFixture('wait-notify.mjs', [name, 'waiter', 8])]
+  const waiters = [
+    startFixture('wait-notify.mjs', [name, 'waiter', 8]),
+    startFixture('wait-notify.mjs', [name, 'waiter', 8]),
+  ]
   await Promise.all(waiters.map((w) => w.nextMessage((m) => m === 'waiting')))
   // "waiting" is sent just before the wait begins: give both time to fall asleep.
   await new Promise((resolve) => setTimeout(resolve, 200))

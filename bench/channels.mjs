@@ -79,11 +79,18 @@ const shmkit = {
       await once(child, 'message')
       const message = new Uint8Array(size)
       // Synchronous on both sides: the awake peer answers while we spin.
-      const times = await timeTrips(trips, () => out.send(message), () => back.recv())
+      const times = await timeTrips(
+        trips,
+        () => out.send(message),
+        () => back.recv(),
+      )
       await once(child, 'exit')
       return times
     } finally {
-      for (const [channel, name] of [[out, ping], [back, pong]]) {
+      for (const [channel, name] of [
+        [out, ping],
+        [back, pong],
+      ]) {
         channel.close()
         Channel.unlink(name)
       }
@@ -111,7 +118,11 @@ const sabRing = {
     const worker = new Worker(peer, { workerData: { args: ['sab-echo'], ping, pong, count: trips } })
     await once(worker, 'message')
     const message = new Uint8Array(size)
-    const times = await timeTrips(trips, () => out.send(message), () => back.recv())
+    const times = await timeTrips(
+      trips,
+      () => out.send(message),
+      () => back.recv(),
+    )
     await worker.terminate()
     return times
   },
@@ -156,10 +167,13 @@ const unixSocket = {
       const rate = await new Promise((resolve) => {
         let received = 0
         let started
-        socket.on('data', frameReader(() => {
-          started ??= performance.now()
-          if (++received === count) resolve(count / ((performance.now() - started) / 1000))
-        }))
+        socket.on(
+          'data',
+          frameReader(() => {
+            started ??= performance.now()
+            if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+          }),
+        )
       })
       await once(child, 'exit')
       return rate
@@ -173,8 +187,15 @@ const unixSocket = {
       const frame = Buffer.alloc(4 + size)
       frame.writeUInt32LE(size, 0)
       let reply
-      socket.on('data', frameReader(() => reply()))
-      const times = await timeTrips(trips, () => socket.write(frame), () => new Promise((resolve) => (reply = resolve)))
+      socket.on(
+        'data',
+        frameReader(() => reply()),
+      )
+      const times = await timeTrips(
+        trips,
+        () => socket.write(frame),
+        () => new Promise((resolve) => (reply = resolve)),
+      )
       socket.end()
       await once(child, 'exit')
       return times
@@ -189,11 +210,13 @@ function processSend(serialization) {
       const child = fork(peer, ['ipc-send', count, size, serialization], { serialization })
       let received = 0
       let started
-      await new Promise((resolve) => child.on('message', (message) => {
-        started ??= performance.now()
-        if (message === 'done') resolve()
-        else received++
-      }))
+      await new Promise((resolve) =>
+        child.on('message', (message) => {
+          started ??= performance.now()
+          if (message === 'done') resolve()
+          else received++
+        }),
+      )
       const rate = received / ((performance.now() - started) / 1000)
       if (child.exitCode === null) await once(child, 'exit')
       return rate
@@ -203,7 +226,11 @@ function processSend(serialization) {
       const message = serialization === 'json' ? 'x'.repeat(size) : new Uint8Array(size)
       let reply
       child.on('message', () => reply())
-      const times = await timeTrips(trips, () => child.send(message), () => new Promise((resolve) => (reply = resolve)))
+      const times = await timeTrips(
+        trips,
+        () => child.send(message),
+        () => new Promise((resolve) => (reply = resolve)),
+      )
       if (child.exitCode === null) await once(child, 'exit')
       return times
     },
@@ -216,10 +243,12 @@ const messagePort = {
     const worker = new Worker(peer, { workerData: { args: ['port-send'], count, size } })
     let received = 0
     let started
-    const rate = await new Promise((resolve) => worker.on('message', () => {
-      started ??= performance.now()
-      if (++received === count) resolve(count / ((performance.now() - started) / 1000))
-    }))
+    const rate = await new Promise((resolve) =>
+      worker.on('message', () => {
+        started ??= performance.now()
+        if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+      }),
+    )
     await worker.terminate()
     return rate
   },
@@ -228,17 +257,33 @@ const messagePort = {
     const message = new Uint8Array(size)
     let reply
     worker.on('message', () => reply())
-    const times = await timeTrips(trips, () => worker.postMessage(message), () => new Promise((resolve) => (reply = resolve)))
+    const times = await timeTrips(
+      trips,
+      () => worker.postMessage(message),
+      () => new Promise((resolve) => (reply = resolve)),
+    )
     await worker.terminate()
     return times
   },
 }
 
-const CONTENDERS = { shmkit, sabRing, unixSocket, processSendJson: processSend('json'), processSendAdvanced: processSend('advanced'), messagePort }
+const CONTENDERS = {
+  shmkit,
+  sabRing,
+  unixSocket,
+  processSendJson: processSend('json'),
+  processSendAdvanced: processSend('advanced'),
+  messagePort,
+}
 
 // ------------------------------------------------------------------------------- the run
 
-const results = { sizes: SIZES, contenders: Object.fromEntries(Object.entries(CONTENDERS).map(([key, c]) => [key, c.label])), throughput: {}, roundTrip: {} }
+const results = {
+  sizes: SIZES,
+  contenders: Object.fromEntries(Object.entries(CONTENDERS).map(([key, c]) => [key, c.label])),
+  throughput: {},
+  roundTrip: {},
+}
 const keys = Object.keys(CONTENDERS)
 for (const size of SIZES) {
   const count = messagesFor(size, BYTES_PER_RUN, 30, quick ? 50_000 : 500_000)
@@ -256,14 +301,20 @@ for (const size of SIZES) {
   }
   results.throughput[size] = Object.fromEntries(keys.map((key) => [key, summary(rates[key])]))
   results.roundTrip[size] = Object.fromEntries(
-    keys.map((key) => [key, { p50: summary(latencies[key].map((l) => l.p50)), p99: summary(latencies[key].map((l) => l.p99)) }]),
+    keys.map((key) => [
+      key,
+      { p50: summary(latencies[key].map((l) => l.p50)), p99: summary(latencies[key].map((l) => l.p99)) },
+    ]),
   )
   process.stderr.write(`  ${size} B done\n`)
 }
 
-const sizeLabel = (size) => (size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`)
+const sizeLabel = (size) =>
+  size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`
 const mbps = (rate, size) => `${((rate * size) / 1e6).toFixed(size >= 1 << 16 ? 0 : 1)} MB/s`
-console.log(`\nMessages (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} round(s))\n`)
+console.log(
+  `\nMessages (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} round(s))\n`,
+)
 const rows = [['size', 'contender', 'messages/s', 'throughput', 'round trip p50 (p99)', 'shmkit vs this']]
 for (const size of SIZES) {
   const mine = results.throughput[size].shmkit.median
@@ -281,5 +332,25 @@ for (const size of SIZES) {
   }
 }
 const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)))
-for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd())
-if (jsonPath) fs.writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, results }, null, 2))
+for (const row of rows)
+  console.log(
+    row
+      .map((cell, c) => cell.padEnd(widths[c]))
+      .join('  ')
+      .trimEnd(),
+  )
+if (jsonPath)
+  fs.writeFileSync(
+    jsonPath,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        cpus: os.cpus().length,
+        cpu: os.cpus()[0]?.model,
+        results,
+      },
+      null,
+      2,
+    ),
+  )

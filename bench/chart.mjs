@@ -8,18 +8,32 @@ const resultsPath = fileURLToPath(new URL('./results/channels.json', import.meta
 const outputPath = fileURLToPath(new URL('../docs/benchmarks.svg', import.meta.url))
 const { date, node, cpus, cpu, results } = JSON.parse(fs.readFileSync(resultsPath, 'utf8'))
 
-const COLORS = { shmkit: '#d62728', sabRing: '#1f77b4', unixSocket: '#2ca02c', processSendJson: '#9467bd', processSendAdvanced: '#8c564b', messagePort: '#ff7f0e' }
+const COLORS = {
+  shmkit: '#d62728',
+  sabRing: '#1f77b4',
+  unixSocket: '#2ca02c',
+  processSendJson: '#9467bd',
+  processSendAdvanced: '#8c564b',
+  messagePort: '#ff7f0e',
+}
 const WIDTH = 980
 const PANEL = { width: 420, height: 300, top: 86 }
-const sizeLabel = (size) => (size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`)
+const sizeLabel = (size) =>
+  size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`
 const escape = (text) => String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;')
 
 /** A log-log panel; `series` maps contender -> [size, value][]. */
 function panel(x0, title, unit, series) {
-  const values = Object.values(series).flat().map(([, v]) => v).filter((v) => v > 0)
+  const values = Object.values(series)
+    .flat()
+    .map(([, v]) => v)
+    .filter((v) => v > 0)
   const [lo, hi] = [Math.floor(Math.log10(Math.min(...values))), Math.ceil(Math.log10(Math.max(...values)))]
   const sizes = results.sizes
-  const px = (size) => x0 + 50 + ((Math.log2(size) - Math.log2(sizes[0])) / (Math.log2(sizes.at(-1)) - Math.log2(sizes[0]))) * (PANEL.width - 60)
+  const px = (size) =>
+    x0 +
+    50 +
+    ((Math.log2(size) - Math.log2(sizes[0])) / (Math.log2(sizes.at(-1)) - Math.log2(sizes[0]))) * (PANEL.width - 60)
   const py = (value) => PANEL.top + PANEL.height - ((Math.log10(value) - lo) / (hi - lo)) * PANEL.height
   const parts = [`<text x="${x0 + 50}" y="${PANEL.top - 12}" font-size="14" font-weight="bold">${escape(title)}</text>`]
   for (let exp = lo; exp <= hi; exp++) {
@@ -28,13 +42,21 @@ function panel(x0, title, unit, series) {
     parts.push(`<text x="${x0 + 44}" y="${y + 4}" font-size="11" text-anchor="end">${escape(formatPower(exp))}</text>`)
   }
   for (const size of sizes) {
-    parts.push(`<text x="${px(size)}" y="${PANEL.top + PANEL.height + 16}" font-size="11" text-anchor="middle">${sizeLabel(size)}</text>`)
+    parts.push(
+      `<text x="${px(size)}" y="${PANEL.top + PANEL.height + 16}" font-size="11" text-anchor="middle">${sizeLabel(size)}</text>`,
+    )
   }
-  parts.push(`<text x="${x0 + 12}" y="${PANEL.top + PANEL.height / 2}" font-size="11" transform="rotate(-90 ${x0 + 12} ${PANEL.top + PANEL.height / 2})" text-anchor="middle">${escape(unit)}</text>`)
+  parts.push(
+    `<text x="${x0 + 12}" y="${PANEL.top + PANEL.height / 2}" font-size="11" transform="rotate(-90 ${x0 + 12} ${PANEL.top + PANEL.height / 2})" text-anchor="middle">${escape(unit)}</text>`,
+  )
   for (const [key, points] of Object.entries(series)) {
-    const path = points.filter(([, v]) => v > 0).map(([size, v], i) => `${i ? 'L' : 'M'}${px(size).toFixed(1)},${py(v).toFixed(1)}`).join(' ')
+    const path = points
+      .filter(([, v]) => v > 0)
+      .map(([size, v], i) => `${i ? 'L' : 'M'}${px(size).toFixed(1)},${py(v).toFixed(1)}`)
+      .join(' ')
     parts.push(`<path d="${path}" fill="none" stroke="${COLORS[key]}" stroke-width="${key === 'shmkit' ? 3 : 1.6}"/>`)
-    for (const [size, v] of points) parts.push(`<circle cx="${px(size).toFixed(1)}" cy="${py(v).toFixed(1)}" r="2.5" fill="${COLORS[key]}"/>`)
+    for (const [size, v] of points)
+      parts.push(`<circle cx="${px(size).toFixed(1)}" cy="${py(v).toFixed(1)}" r="2.5" fill="${COLORS[key]}"/>`)
   }
   return parts.join('\n')
 }
@@ -45,10 +67,17 @@ function formatPower(exp) {
 }
 
 const keys = Object.keys(results.contenders)
-const throughput = Object.fromEntries(keys.map((key) => [key, results.sizes.map((size) => [size, (results.throughput[size][key].median * size) / 1e6])]))
-const latency = Object.fromEntries(keys.map((key) => [key, results.sizes.map((size) => [size, results.roundTrip[size][key].p50.median])]))
+const throughput = Object.fromEntries(
+  keys.map((key) => [key, results.sizes.map((size) => [size, (results.throughput[size][key].median * size) / 1e6])]),
+)
+const latency = Object.fromEntries(
+  keys.map((key) => [key, results.sizes.map((size) => [size, results.roundTrip[size][key].p50.median])]),
+)
 const legend = keys
-  .map((key, i) => `<rect x="${60 + (i % 3) * 300}" y="${PANEL.top + PANEL.height + 34 + Math.floor(i / 3) * 18}" width="14" height="4" fill="${COLORS[key]}"/><text x="${80 + (i % 3) * 300}" y="${PANEL.top + PANEL.height + 40 + Math.floor(i / 3) * 18}" font-size="12">${escape(results.contenders[key])}</text>`)
+  .map(
+    (key, i) =>
+      `<rect x="${60 + (i % 3) * 300}" y="${PANEL.top + PANEL.height + 34 + Math.floor(i / 3) * 18}" width="14" height="4" fill="${COLORS[key]}"/><text x="${80 + (i % 3) * 300}" y="${PANEL.top + PANEL.height + 40 + Math.floor(i / 3) * 18}" font-size="12">${escape(results.contenders[key])}</text>`,
+  )
   .join('\n')
 const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${PANEL.top + PANEL.height + 90}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>

@@ -37,15 +37,23 @@ function uncontended() {
   const shmkitRates = []
   const sabRates = []
   for (let round = 0; round < ROUNDS + 1; round++) {
-    const a = ratePerSecond((n) => {
-      for (let i = 0; i < n; i++) mutex.lock().unlock()
-    }, 10_000, ROUND_MS)
-    const b = ratePerSecond((n) => {
-      for (let i = 0; i < n; i++) {
-        sab.lock()
-        sab.unlock()
-      }
-    }, 10_000, ROUND_MS)
+    const a = ratePerSecond(
+      (n) => {
+        for (let i = 0; i < n; i++) mutex.lock().unlock()
+      },
+      10_000,
+      ROUND_MS,
+    )
+    const b = ratePerSecond(
+      (n) => {
+        for (let i = 0; i < n; i++) {
+          sab.lock()
+          sab.unlock()
+        }
+      },
+      10_000,
+      ROUND_MS,
+    )
     if (round > 0) {
       // round 0 is warm-up
       shmkitRates.push(a)
@@ -60,13 +68,22 @@ async function contendedShmkit(contenders) {
   const name = `bench-contend-${process.pid}-${contenders}`
   const segment = Segment.create(name, { size: 4096 })
   try {
-    const children = Array.from({ length: contenders }, () => fork(new URL('./contenders/shmkit-lock.mjs', import.meta.url), [name]))
-    const reports = children.map((child) => new Promise((resolve, reject) => {
-      child.on('message', (m) => typeof m === 'object' && resolve(m))
-      child.on('error', reject)
-    }))
+    const children = Array.from({ length: contenders }, () =>
+      fork(new URL('./contenders/shmkit-lock.mjs', import.meta.url), [name]),
+    )
+    const reports = children.map(
+      (child) =>
+        new Promise((resolve, reject) => {
+          child.on('message', (m) => typeof m === 'object' && resolve(m))
+          child.on('error', reject)
+        }),
+    )
     await Promise.all(children.map((child) => new Promise((resolve) => child.once('message', resolve))))
-    return await measureContention(new Int32Array(segment.buffer, 0, 4), new Float64Array(segment.buffer, 16, 1), reports)
+    return await measureContention(
+      new Int32Array(segment.buffer, 0, 4),
+      new Float64Array(segment.buffer, 16, 1),
+      reports,
+    )
   } finally {
     segment.close()
     Segment.unlink(name)
@@ -75,8 +92,13 @@ async function contendedShmkit(contenders) {
 
 async function contendedSab(contenders) {
   const buffer = new SharedArrayBuffer(64)
-  const workers = Array.from({ length: contenders }, () => new Worker(new URL('./contenders/sab-lock-worker.mjs', import.meta.url), { workerData: { buffer } }))
-  const reports = workers.map((worker) => new Promise((resolve) => worker.on('message', (m) => typeof m === 'object' && resolve(m))))
+  const workers = Array.from(
+    { length: contenders },
+    () => new Worker(new URL('./contenders/sab-lock-worker.mjs', import.meta.url), { workerData: { buffer } }),
+  )
+  const reports = workers.map(
+    (worker) => new Promise((resolve) => worker.on('message', (m) => typeof m === 'object' && resolve(m))),
+  )
   await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))))
   const outcome = await measureContention(new Int32Array(buffer, 0, 4), new Float64Array(buffer, 16, 1), reports)
   await Promise.all(workers.map((worker) => worker.terminate()))
@@ -114,7 +136,11 @@ async function contended() {
 
 async function python() {
   try {
-    const { stdout } = await promisify(execFile)('python3', [new URL('./contenders/python_lock.py', import.meta.url).pathname, String(CONTENDED_MS / 1000), '2'], { timeout: 60_000 })
+    const { stdout } = await promisify(execFile)(
+      'python3',
+      [new URL('./contenders/python_lock.py', import.meta.url).pathname, String(CONTENDED_MS / 1000), '2'],
+      { timeout: 60_000 },
+    )
     results.python = JSON.parse(stdout)
   } catch (error) {
     results.python = { skipped: `python3 unavailable: ${error.message.split('\n')[0]}` }
@@ -144,18 +170,56 @@ await properLockfile()
 
 const u = results.uncontended
 const rows = [
-  ['lock+unlock, uncontended', 'shmkit', formatRate(u.shmkit.median), `${(u.shmkit.median / u.sab.median).toFixed(2)}x SAB mutex`],
+  [
+    'lock+unlock, uncontended',
+    'shmkit',
+    formatRate(u.shmkit.median),
+    `${(u.shmkit.median / u.sab.median).toFixed(2)}x SAB mutex`,
+  ],
   ['', 'SAB futex mutex (1 thread)', formatRate(u.sab.median), ''],
 ]
-if (results.python.uncontended) rows.push(['', 'Python multiprocessing.Lock', formatRate(results.python.uncontended), `shmkit is ${(u.shmkit.median / results.python.uncontended).toFixed(0)}x`])
-rows.push(['', 'proper-lockfile (async)', formatRate(results.properLockfile.uncontended), `shmkit is ${(u.shmkit.median / results.properLockfile.uncontended).toFixed(0)}x`])
+if (results.python.uncontended)
+  rows.push([
+    '',
+    'Python multiprocessing.Lock',
+    formatRate(results.python.uncontended),
+    `shmkit is ${(u.shmkit.median / results.python.uncontended).toFixed(0)}x`,
+  ])
+rows.push([
+  '',
+  'proper-lockfile (async)',
+  formatRate(results.properLockfile.uncontended),
+  `shmkit is ${(u.shmkit.median / results.properLockfile.uncontended).toFixed(0)}x`,
+])
 for (const [n, r] of Object.entries(results.contended)) {
-  rows.push([`lock+inc+unlock, ${n} contenders`, `shmkit (${n} processes)`, formatRate(r.shmkit.median), `${(r.shmkit.median / r.sab.median).toFixed(2)}x SAB; smallest share ${(r.shmkit.minShare * 100).toFixed(0)}%`])
-  rows.push(['', `SAB futex mutex (${n} threads)`, formatRate(r.sab.median), `smallest share ${(r.sab.minShare * 100).toFixed(0)}%`])
+  rows.push([
+    `lock+inc+unlock, ${n} contenders`,
+    `shmkit (${n} processes)`,
+    formatRate(r.shmkit.median),
+    `${(r.shmkit.median / r.sab.median).toFixed(2)}x SAB; smallest share ${(r.shmkit.minShare * 100).toFixed(0)}%`,
+  ])
+  rows.push([
+    '',
+    `SAB futex mutex (${n} threads)`,
+    formatRate(r.sab.median),
+    `smallest share ${(r.sab.minShare * 100).toFixed(0)}%`,
+  ])
 }
-if (results.python.contended) rows.push(['lock+inc+unlock, 2 contenders', 'Python (2 processes)', formatRate(results.python.contended), `smallest share ${(Math.min(...results.python.shares) * 100).toFixed(0)}%`])
+if (results.python.contended)
+  rows.push([
+    'lock+inc+unlock, 2 contenders',
+    'Python (2 processes)',
+    formatRate(results.python.contended),
+    `smallest share ${(Math.min(...results.python.shares) * 100).toFixed(0)}%`,
+  ])
 
 const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)))
-console.log(`\nLocks (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} rounds)\n`)
+console.log(
+  `\nLocks (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} rounds)\n`,
+)
 for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c])).join('  '))
-if (jsonPath) fs.writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2))
+if (jsonPath)
+  fs.writeFileSync(
+    jsonPath,
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2),
+  )

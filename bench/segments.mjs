@@ -82,15 +82,25 @@ const results = {
   shmkit: summary(times.shmkit),
   shmkitLazy: summary(times.shmkitLazy),
   python: pythonError ? { skipped: pythonError } : summary(times.python),
-  shmTypedArray: other ? summary(times.shmTypedArray) : { skipped: 'not installed (npm install --no-save shm-typed-array; it builds from source with node-gyp)' },
+  shmTypedArray: other
+    ? summary(times.shmTypedArray)
+    : { skipped: 'not installed (npm install --no-save shm-typed-array; it builds from source with node-gyp)' },
 }
-console.log(`\nSegments: create + open + close + unlink of 1 MiB (${os.cpus().length} cores, Node ${process.version}; medians of ${ROUNDS} rounds of ${CYCLES})\n`)
+console.log(
+  `\nSegments: create + open + close + unlink of 1 MiB (${os.cpus().length} cores, Node ${process.version}; medians of ${ROUNDS} rounds of ${CYCLES})\n`,
+)
 console.log(`shmkit (pages reserved: ENOSPC up front)  ${results.shmkit.median.toFixed(1)} µs`)
 console.log(`shmkit, reserve: false                    ${results.shmkitLazy.median.toFixed(1)} µs`)
 if (results.python.median) {
-  console.log(`Python multiprocessing.shared_memory      ${results.python.median.toFixed(1)} µs   shmkit takes ${(results.shmkit.median / results.python.median).toFixed(2)}x its time (reserve: false: ${(results.shmkitLazy.median / results.python.median).toFixed(2)}x)`)
-}
-else console.log(`Python: skipped (${results.python.skipped})`)
-if (results.shmTypedArray.median) console.log(`shm-typed-array                           ${results.shmTypedArray.median.toFixed(1)} µs`)
+  console.log(
+    `Python multiprocessing.shared_memory      ${results.python.median.toFixed(1)} µs   shmkit takes ${(results.shmkit.median / results.python.median).toFixed(2)}x its time (reserve: false: ${(results.shmkitLazy.median / results.python.median).toFixed(2)}x)`,
+  )
+} else console.log(`Python: skipped (${results.python.skipped})`)
+if (results.shmTypedArray.median)
+  console.log(`shm-typed-array                           ${results.shmTypedArray.median.toFixed(1)} µs`)
 else console.log(`shm-typed-array: skipped (${results.shmTypedArray.skipped})`)
-if (jsonPath) fs.writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2))
+if (jsonPath)
+  fs.writeFileSync(
+    jsonPath,
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2),
+  )

@@ -18,10 +18,11 @@ const [role, name, increments] = process.argv.slice(2)
 if (role === 'incrementer') incrementer(name, Number(increments))
 else if (role === 'reader') reader(name)
 else if (role === 'atomic-adder') atomicAdder(name, Number(increments))
-else main(Number(role ?? 1_000_000)).catch((error) => {
-  console.error(error)
-  process.exit(1)
-})
+else
+  main(Number(role ?? 1_000_000)).catch((error) => {
+    console.error(error)
+    process.exit(1)
+  })
 
 /** Process A: counter += 1 under the lock, `increments` times. */
 function incrementer(name, increments) {
@@ -89,7 +90,9 @@ async function main(increments) {
   const name = `shmkit-demo-counter-${process.pid}`
   const seg = Segment.create(name, { size: 4096 })
   try {
-    console.log(`Segment "${name}": A increments a counter ${increments.toLocaleString('en-US')} times under seg.mutex; B reads it under the same mutex.`)
+    console.log(
+      `Segment "${name}": A increments a counter ${increments.toLocaleString('en-US')} times under seg.mutex; B reads it under the same mutex.`,
+    )
     // B starts first, so it watches the whole run.
     let readerReady
     const ready = new Promise((resolve) => (readerReady = resolve))
@@ -98,14 +101,20 @@ async function main(increments) {
     const [a, b] = await Promise.all([run('incrementer', name, increments), reading])
     const final = new Float64Array(seg.buffer, COUNTER, 1)[0]
     const exact = final === increments && b.final === increments
-    console.log(`Final count: ${final.toLocaleString('en-US')} (expected ${increments.toLocaleString('en-US')}) ${exact ? 'exact' : 'WRONG'}`)
-    console.log(`A: ${rate(increments, a.seconds)} lock+increment+unlock per second while B took the lock ${b.reads} times`)
+    console.log(
+      `Final count: ${final.toLocaleString('en-US')} (expected ${increments.toLocaleString('en-US')}) ${exact ? 'exact' : 'WRONG'}`,
+    )
+    console.log(
+      `A: ${rate(increments, a.seconds)} lock+increment+unlock per second while B took the lock ${b.reads} times`,
+    )
 
     console.log(`\nLock-free: two processes each do ${increments.toLocaleString('en-US')} Atomics.add on the segment.`)
     const adders = await Promise.all([run('atomic-adder', name, increments), run('atomic-adder', name, increments)])
     const total = Atomics.load(new Int32Array(seg.buffer), ATOMIC / 4)
     const atomicExact = total === 2 * increments
-    console.log(`Final: ${total.toLocaleString('en-US')} (expected ${(2 * increments).toLocaleString('en-US')}) ${atomicExact ? 'exact' : 'WRONG'}`)
+    console.log(
+      `Final: ${total.toLocaleString('en-US')} (expected ${(2 * increments).toLocaleString('en-US')}) ${atomicExact ? 'exact' : 'WRONG'}`,
+    )
     console.log(`Each process: ${adders.map((r) => rate(increments, r.seconds)).join(' and ')} Atomics.add per second`)
     if (!exact || !atomicExact) process.exitCode = 1
   } finally {

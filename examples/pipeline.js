@@ -11,10 +11,11 @@ const [role, name, countText] = process.argv.slice(2)
 
 if (role === 'producer') produce(name, Number(countText))
 else if (role === 'consumer') consume(name)
-else main(Number(role ?? 200_000)).catch((error) => {
-  console.error(error)
-  process.exit(1)
-})
+else
+  main(Number(role ?? 200_000)).catch((error) => {
+    console.error(error)
+    process.exit(1)
+  })
 
 /** Process A: sends `count` JSON values, then closes the channel (end of stream). */
 async function produce(name, count) {
@@ -54,12 +55,18 @@ async function main(count) {
   const name = `shmkit-demo-pipeline-${process.pid}`
   const channel = Channel.create(name, { capacity: 1 << 16, codec: 'json' })
   try {
-    console.log(`Channel "${name}" (64 KiB ring, json): process A sends ${count.toLocaleString('en-US')} values to process B.`)
+    console.log(
+      `Channel "${name}" (64 KiB ring, json): process A sends ${count.toLocaleString('en-US')} values to process B.`,
+    )
     const [consumer, producer] = await Promise.all([run('consumer', name, 0), run('producer', name, count)])
     const expected = (count * (count + 1)) / 2
     const exact = consumer.received === count && consumer.sum === expected
-    console.log(`B received ${consumer.received.toLocaleString('en-US')} values, sum ${consumer.sum.toLocaleString('en-US')} (expected ${expected.toLocaleString('en-US')}) ${exact ? 'exact' : 'WRONG'}`)
-    console.log(`A sent ${((count / producer.seconds) / 1e6).toFixed(2)} M values per second, JSON-encoded, with backpressure`)
+    console.log(
+      `B received ${consumer.received.toLocaleString('en-US')} values, sum ${consumer.sum.toLocaleString('en-US')} (expected ${expected.toLocaleString('en-US')}) ${exact ? 'exact' : 'WRONG'}`,
+    )
+    console.log(
+      `A sent ${(count / producer.seconds / 1e6).toFixed(2)} M values per second, JSON-encoded, with backpressure`,
+    )
     if (!exact) process.exitCode = 1
   } finally {
     channel.close()

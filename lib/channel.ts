@@ -4,7 +4,15 @@
 
 import { inspect } from 'node:util'
 
-import { CODECS, decodeMessage, encodeMessage, validateCodec, type Codec, type CodecValues, type Encoded } from './codec'
+import {
+  CODECS,
+  decodeMessage,
+  encodeMessage,
+  validateCodec,
+  type Codec,
+  type CodecValues,
+  type Encoded,
+} from './codec'
 import { AbortError, coded, typeError, type ShmkitError } from './errors'
 import { Handle } from './handle'
 import { channelStats, type ChannelStats } from './inspect'
@@ -88,7 +96,11 @@ export class Channel<T = unknown> {
 
   /** @internal Use `Channel.create`, `Channel.open` or `Channel.openOrCreate`. */
   constructor(token: symbol, handle: Handle, codec: Codec | undefined) {
-    if (token !== CONSTRUCT) throw coded(new TypeError('Use Channel.create(), Channel.open() or Channel.openOrCreate()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    if (token !== CONSTRUCT)
+      throw coded(
+        new TypeError('Use Channel.create(), Channel.open() or Channel.openOrCreate()'),
+        'ERR_ILLEGAL_CONSTRUCTOR',
+      )
     this[HANDLE] = handle
     this.#ring = new Ring(handle)
     this.#codec = codec ?? CODECS[this.#ring.words[CH.codec / 4]!] ?? 'bytes'
@@ -122,9 +134,18 @@ export class Channel<T = unknown> {
    * it, `created` tells which). Throws `ERR_SHM_SIZE_MISMATCH` if it exists with another
    * capacity, `ERR_SHM_WRONG_KIND` if it is not a channel.
    */
-  static openOrCreate<C extends Codec = 'bytes'>(name: string, options: ChannelCreateOptions<C> & Pick<OpenOptions, 'readyTimeout'>): Channel<CodecValues[C]>
-  static openOrCreate<M>(name: string, options: ChannelCreateOptions<'json' | 'v8'> & Pick<OpenOptions, 'readyTimeout'>): Channel<M>
-  static openOrCreate(name: string, options: ChannelCreateOptions & Pick<OpenOptions, 'readyTimeout'>): Channel<unknown> {
+  static openOrCreate<C extends Codec = 'bytes'>(
+    name: string,
+    options: ChannelCreateOptions<C> & Pick<OpenOptions, 'readyTimeout'>,
+  ): Channel<CodecValues[C]>
+  static openOrCreate<M>(
+    name: string,
+    options: ChannelCreateOptions<'json' | 'v8'> & Pick<OpenOptions, 'readyTimeout'>,
+  ): Channel<M>
+  static openOrCreate(
+    name: string,
+    options: ChannelCreateOptions & Pick<OpenOptions, 'readyTimeout'>,
+  ): Channel<unknown> {
     validateName(name)
     const { ringBytes, codec, native } = createOptions(options, ['readyTimeout'])
     const readyTimeout = validateTimeout(options.readyTimeout, 'options.readyTimeout')
@@ -368,7 +389,7 @@ export class Channel<T = unknown> {
   /** `util.inspect(ch)`: `Channel { name: 'jobs', codec: 'json', capacity: 65536, closed: false }`. */
   [inspect.custom](): string {
     const { name, closed } = this[HANDLE]
-    return `Channel ${inspect({ name, codec: this.#codec, capacity: this.#ring.capacity, closed })}`
+    return `Channel ${inspect({ name, codec: this.#codec, capacity: this.#ring.capacity, closed }, { breakLength: Infinity })}`
   }
 
   readonly #roomWhat = () => `room in channel "${this.name}"`
@@ -447,9 +468,23 @@ export class Channel<T = unknown> {
 
 /** Validates creation options: ring bytes, codec, and the segment options for the native side. */
 function createOptions(options: unknown, extra: readonly string[]) {
-  const { capacity, codec, mode, autoUnlink } = validateOptions<ChannelCreateOptions>(options, 'options', ['capacity', 'codec', 'mode', 'autoUnlink', ...extra], true)
+  const { capacity, codec, mode, autoUnlink } = validateOptions<ChannelCreateOptions>(
+    options,
+    'options',
+    ['capacity', 'codec', 'mode', 'autoUnlink', ...extra],
+    true,
+  )
   const ringBytes = roundUpToPowerOfTwo(validateInteger(capacity, 'options.capacity', 1, CH.maxCapacity))
-  const native = nativeCreateOptions({ size: CH.ring + ringBytes, mode: validateMode(mode), autoUnlink: validateBoolean(autoUnlink, 'options.autoUnlink'), reserve: true }, 'channel', [])
+  const native = nativeCreateOptions(
+    {
+      size: CH.ring + ringBytes,
+      mode: validateMode(mode),
+      autoUnlink: validateBoolean(autoUnlink, 'options.autoUnlink'),
+      reserve: true,
+    },
+    'channel',
+    [],
+  )
   return { ringBytes, codec: validateCodec(codec, 'codec') ?? 'bytes', native }
 }
 
@@ -468,16 +503,21 @@ function initialise(handle: Handle, ringBytes: number, codec: Codec): void {
  */
 function ready<M>(handle: Handle, readyTimeoutMs: number, codec: Codec | undefined): Channel<M> {
   try {
-    if (handle.kind !== 'channel') throw coded(new Error(`"${handle.name}" is a ${handle.kind}, not a channel`), 'ERR_SHM_WRONG_KIND')
+    if (handle.kind !== 'channel')
+      throw coded(new Error(`"${handle.name}" is a ${handle.kind}, not a channel`), 'ERR_SHM_WRONG_KIND')
     const words = new Uint32Array(handle.data, 0, CH.ring / 4)
     const deadline = Date.now() + (readyTimeoutMs < 0 ? CONTRACT.defaultReadyTimeoutMs : readyTimeoutMs)
     while (Atomics.load(words, CH.ready / 4) !== CH.magic) {
-      if (Date.now() > deadline) throw coded(new Error(`Channel "${handle.name}" was never initialised`), 'ERR_SHM_NOT_READY')
+      if (Date.now() > deadline)
+        throw coded(new Error(`Channel "${handle.name}" was never initialised`), 'ERR_SHM_NOT_READY')
       handle.native.wait(CH.ready, Atomics.load(words, CH.ready / 4) | 0, 1)
     }
     const version = words[CH.version / 4]
     if (version !== CH.layoutVersion) {
-      throw coded(new Error(`Channel "${handle.name}" uses channel layout ${version}; this shmkit reads ${CH.layoutVersion}`), 'ERR_SHM_VERSION')
+      throw coded(
+        new Error(`Channel "${handle.name}" uses channel layout ${version}; this shmkit reads ${CH.layoutVersion}`),
+        'ERR_SHM_VERSION',
+      )
     }
     return new Channel<M>(CONSTRUCT, handle, codec)
   } catch (error) {

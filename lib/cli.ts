@@ -63,7 +63,8 @@ export function main(argv: string[]): number {
     case 'inspect':
       return names.length === 1 ? inspectOne(names[0]!, json) : usageError('inspect takes exactly one NAME')
     case 'rm':
-      if (values.prefix !== undefined) return names.length ? usageError('rm takes names or --prefix, not both') : remove(byPrefix(values.prefix), json)
+      if (values.prefix !== undefined)
+        return names.length ? usageError('rm takes names or --prefix, not both') : remove(byPrefix(values.prefix), json)
       return names.length ? remove(names, json) : usageError('rm needs at least one NAME, or --prefix P')
     case 'gc':
       return names.length ? usageError('gc takes no names') : collect(json)
@@ -119,7 +120,15 @@ function list(json: boolean): number {
       ['NAME', 'KIND', 'SIZE', 'ATTACHED', 'LOCK', 'AUTO-UNLINK', 'AGE'],
       segments.map((s) => {
         const { alive, dead } = attacherCounts(s)
-        return [s.name, s.kind, formatBytes(s.size), dead ? `${alive} (+${dead} dead)` : String(alive), lockSummary(s), s.autoUnlink ? 'yes' : 'no', formatAge(s.createdAt)]
+        return [
+          s.name,
+          s.kind,
+          formatBytes(s.size),
+          dead ? `${alive} (+${dead} dead)` : String(alive),
+          lockSummary(s),
+          s.autoUnlink ? 'yes' : 'no',
+          formatAge(s.createdAt),
+        ]
       }),
     )
   }
@@ -152,17 +161,27 @@ function inspectOne(name: string, json: boolean): number {
     ['kind', s.kind],
     ['size', `${formatBytes(s.size)} (${s.size} bytes of data, ${s.headerSize}-byte header)`],
     ['created', `${new Date(s.createdAt).toISOString()} by pid ${s.creatorPid} (${formatAge(s.createdAt)} ago)`],
-    ['auto-unlink', s.autoUnlink ? 'yes: removed when its last attacher closes it or dies' : 'no: lives until unlinked'],
+    [
+      'auto-unlink',
+      s.autoUnlink ? 'yes: removed when its last attacher closes it or dies' : 'no: lives until unlinked',
+    ],
   ]
   if (s.doomed) lines.push(['state', 'being removed by its last closer'])
   lines.push(['attached', s.attachers.length ? '' : 'nobody'])
-  for (const a of s.attachers) lines.push(['', `pid ${a.pid}: ${a.state === 'dead' ? 'DEAD (its slot is reaped by the next open, close or gc)' : a.state}`])
+  for (const a of s.attachers)
+    lines.push([
+      '',
+      `pid ${a.pid}: ${a.state === 'dead' ? 'DEAD (its slot is reaped by the next open, close or gc)' : a.state}`,
+    ])
   if (s.overflow) lines.push(['', `and ${s.overflow} more mapping(s) not recorded (table full)`])
   lines.push(...lockLines('header lock', s.headerMutex))
   for (const { offset, role, mutex } of s.placedMutexes) lines.push(...lockLines(role ?? `mutex @${offset}`, mutex))
   if (s.channel) {
     const c = s.channel
-    lines.push(['channel', `${c.messagesInFlight} message(s), ${formatBytes(c.bytesInFlight)} in flight of ${formatBytes(c.capacity)}`])
+    lines.push([
+      'channel',
+      `${c.messagesInFlight} message(s), ${formatBytes(c.bytesInFlight)} in flight of ${formatBytes(c.capacity)}`,
+    ])
     lines.push(['', `${c.sent} sent, ${c.received} received${c.ended ? ', ENDED (receivers drain, then stop)' : ''}`])
   }
   const width = Math.max(...lines.map(([label]) => label.length))
@@ -173,7 +192,10 @@ function inspectOne(name: string, json: boolean): number {
 function lockLines(label: string, lock: MutexStats): [string, string][] {
   return [
     [label, lockDetail(lock)],
-    ['', `${lock.acquisitions} acquisitions, ${lock.contended} contended, ${lock.ownerDeaths} taken over from a dead holder`],
+    [
+      '',
+      `${lock.acquisitions} acquisitions, ${lock.contended} contended, ${lock.ownerDeaths} taken over from a dead holder`,
+    ],
   ]
 }
 
@@ -184,14 +206,22 @@ function remove(names: string[], json: boolean): number {
       NativeSegment.unlink(name, 0) // any kind
       return { name, removed: true, stillMappedBy: attacherCounts(s).alive }
     } catch (error) {
-      return { name, removed: false, code: isShmkitError(error) ? error.code : undefined, error: (error as Error).message }
+      return {
+        name,
+        removed: false,
+        code: isShmkitError(error) ? error.code : undefined,
+        error: (error as Error).message,
+      }
     }
   })
   if (json) console.log(JSON.stringify(results, null, 2))
   else {
     if (results.length === 0) console.log('Nothing to remove.')
     for (const r of results) {
-      if (r.removed) console.log(`removed ${r.name}${r.stillMappedBy ? ` (${r.stillMappedBy} live process(es) keep their mapping until they close it)` : ''}`)
+      if (r.removed)
+        console.log(
+          `removed ${r.name}${r.stillMappedBy ? ` (${r.stillMappedBy} live process(es) keep their mapping until they close it)` : ''}`,
+        )
       else console.error(`shmkit: cannot remove ${r.name}: ${describeFailure(r.code, r.error ?? '')}`)
     }
   }
@@ -252,7 +282,8 @@ function lockDetail(lock: MutexStats): string {
   if (!lock.locked) return `free${lock.waiters ? ' (a waiter is waking up)' : ''}`
   const who = `thread ${lock.holderTid}${lock.holderPid ? ` of pid ${lock.holderPid}` : ''}`
   const waiting = lock.waiters ? `; ${lock.sleepers} waiter(s) asleep` : ''
-  if (lock.holderState === 'dead') return `held by ${who}, which is DEAD: the next locker takes it over and is told ownerDied${waiting}`
+  if (lock.holderState === 'dead')
+    return `held by ${who}, which is DEAD: the next locker takes it over and is told ownerDied${waiting}`
   return `held by ${who} (${lock.holderState})${waiting}`
 }
 
@@ -277,5 +308,11 @@ function formatAge(createdAt: number): string {
 
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)))
-  for (const row of [header, ...rows]) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd())
+  for (const row of [header, ...rows])
+    console.log(
+      row
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd(),
+    )
 }

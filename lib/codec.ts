@@ -40,7 +40,10 @@ const utf8Decoder = new TextDecoder()
 export function validateCodec(value: unknown, name: string): Codec | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string' || !CODECS.includes(value as Codec)) {
-    throw coded(new TypeError(`The "${name}" option must be one of ${CODECS.join(', ')}. Received ${describe(value)}`), 'ERR_INVALID_ARG_VALUE')
+    throw coded(
+      new TypeError(`The "${name}" option must be one of ${CODECS.join(', ')}. Received ${describe(value)}`),
+      'ERR_INVALID_ARG_VALUE',
+    )
   }
   return value as Codec
 }

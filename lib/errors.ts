@@ -102,11 +102,17 @@ export function coded<E extends Error>(error: E, code: ShmkitErrorCode): E & Shm
 }
 
 export function typeError(name: string, expected: string, actual: unknown): TypeError & ShmkitError {
-  return coded(new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_TYPE')
+  return coded(
+    new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`),
+    'ERR_INVALID_ARG_TYPE',
+  )
 }
 
 export function rangeError(name: string, expected: string, actual: unknown): RangeError & ShmkitError {
-  return coded(new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`), 'ERR_OUT_OF_RANGE')
+  return coded(
+    new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`),
+    'ERR_OUT_OF_RANGE',
+  )
 }
 
 /** Rejection of an aborted asynchronous call, as Node's own APIs do it. */
@@ -130,9 +136,11 @@ export function stateError(code: ShmkitErrorCode, message: string): Error & Shmk
 
 export function describe(value: unknown): string {
   if (value === null) return 'null'
-  if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)})`
+  if (typeof value === 'string')
+    return `type string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)})`
   if (typeof value === 'number') return `${value}`
   if (typeof value === 'bigint') return `type bigint (${value}n)`
-  if (typeof value === 'object' || typeof value === 'function') return `an instance of ${value.constructor?.name ?? 'Object'}`
+  if (typeof value === 'object' || typeof value === 'function')
+    return `an instance of ${value.constructor?.name ?? 'Object'}`
   return `type ${typeof value} (${String(value)})`
 }

@@ -92,7 +92,8 @@ export class Handle {
 
   /** Throws `ERR_SHM_CLOSED` once this mapping is closed. */
   assertOpen(): void {
-    if (this.closed) throw stateError('ERR_SHM_CLOSED', `${this.kind === 'segment' ? 'Segment' : 'Channel'} "${this.name}" is closed`)
+    if (this.closed)
+      throw stateError('ERR_SHM_CLOSED', `${this.kind === 'segment' ? 'Segment' : 'Channel'} "${this.name}" is closed`)
   }
 
   /** Marks a critical section that runs user code: a `close()` inside it waits for its end. */

@@ -112,7 +112,14 @@ export function segmentInspection(report: NativeInspection): SegmentInspection {
     doomed: report.doomed,
     headerMutex: mutexStats(report.headerMutex),
     placedMutexes: report.placedMutexes.map(({ offset, mutex }) => {
-      const role = kind !== 'channel' ? undefined : offset === ch.sendLock ? 'send lock' : offset === ch.recvLock ? 'receive lock' : undefined
+      const role =
+        kind !== 'channel'
+          ? undefined
+          : offset === ch.sendLock
+            ? 'send lock'
+            : offset === ch.recvLock
+              ? 'receive lock'
+              : undefined
       return role === undefined ? { offset, mutex: mutexStats(mutex) } : { offset, role, mutex: mutexStats(mutex) }
     }),
   }

@@ -26,7 +26,13 @@ export type FieldSpec = FieldType | readonly [keyof typeof ARRAYS, number]
 export type LayoutFields = Readonly<Record<string, FieldSpec>>
 
 type ArrayOf<T extends keyof typeof ARRAYS> = InstanceType<(typeof ARRAYS)[T]>
-type ViewOf<S> = S extends 'mutex' ? Mutex : S extends keyof typeof ARRAYS ? ArrayOf<S> : S extends readonly [infer T extends keyof typeof ARRAYS, number] ? ArrayOf<T> : never
+type ViewOf<S> = S extends 'mutex'
+  ? Mutex
+  : S extends keyof typeof ARRAYS
+    ? ArrayOf<S>
+    : S extends readonly [infer T extends keyof typeof ARRAYS, number]
+      ? ArrayOf<T>
+      : never
 
 /** The views of a layout over a segment: a `Mutex` per mutex field, a typed array per other field. */
 export type LayoutView<F extends LayoutFields> = { -readonly [K in keyof F]: ViewOf<F[K]> }
@@ -51,7 +57,8 @@ export class Layout<F extends LayoutFields> {
   readonly #fields: F
 
   private constructor(fields: F) {
-    if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) throw typeError('fields', 'of type object', fields)
+    if (typeof fields !== 'object' || fields === null || Array.isArray(fields))
+      throw typeError('fields', 'of type object', fields)
     const offsets: Record<string, number> = {}
     let end = 0
     for (const [name, spec] of Object.entries(fields)) {
@@ -76,7 +83,8 @@ export class Layout<F extends LayoutFields> {
     if (!(segment instanceof Segment)) throw typeError('segment', 'an instance of Segment', segment)
     const base = validateInteger(byteOffset, 'byteOffset', 0, Number.MAX_SAFE_INTEGER)
     if (base % 8 !== 0) throw rangeError('byteOffset', 'a multiple of 8', base)
-    if (base + this.size > segment.size) throw rangeError('segment.size', `>= ${base + this.size} for this layout at offset ${base}`, segment.size)
+    if (base + this.size > segment.size)
+      throw rangeError('segment.size', `>= ${base + this.size} for this layout at offset ${base}`, segment.size)
     const view: Record<string, unknown> = {}
     for (const [name, spec] of Object.entries(this.#fields)) {
       const offset = base + (this.offsets as Record<string, number>)[name]!
@@ -92,9 +100,13 @@ export class Layout<F extends LayoutFields> {
 
 function measure(name: string, spec: unknown): { bytes: number; align: number } {
   if (spec === 'mutex') return { bytes: Mutex.byteLength, align: Mutex.alignment }
-  const [type, length] = typeof spec === 'string' ? [spec, 1] : Array.isArray(spec) && spec.length === 2 ? spec : [undefined, 0]
+  const [type, length] =
+    typeof spec === 'string' ? [spec, 1] : Array.isArray(spec) && spec.length === 2 ? spec : [undefined, 0]
   if (typeof type !== 'string' || !(type in ARRAYS)) {
-    throw coded(new TypeError(`Field "${name}" must be 'mutex', one of ${Object.keys(ARRAYS).join(', ')}, or [type, length]`), 'ERR_INVALID_ARG_VALUE')
+    throw coded(
+      new TypeError(`Field "${name}" must be 'mutex', one of ${Object.keys(ARRAYS).join(', ')}, or [type, length]`),
+      'ERR_INVALID_ARG_VALUE',
+    )
   }
   const count = validateInteger(length, `fields.${name}[1]`, 1, 2 ** 32)
   const element = ARRAYS[type as keyof typeof ARRAYS].BYTES_PER_ELEMENT

@@ -21,13 +21,9 @@ const ACQUISITIONS = CONTRACT.mutex.acquisitions / 4
 const OWNER_MASK = CONTRACT.mutex.ownerMask
 
 /** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
-const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI, THREAD_PID] = currentThreadIdentity().map((v) => v | 0) as [
-  number,
-  number,
-  number,
-  number,
-  number,
-]
+const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI, THREAD_PID] = currentThreadIdentity().map(
+  (v) => v | 0,
+) as [number, number, number, number, number]
 
 /** How a lock is taken after an asynchronous wait for its release (see `acquireAfterWait`). */
 export type WaitOutcome = 'free' | 'woken' | 'owner-dead'
@@ -102,7 +98,9 @@ export class LockCell {
     if (now !== 0) return now === 2
     const deadline = deadlineOf(timeoutMs)
     for (;;) {
-      const [outcome, token] = await nativeWait(this.handle, signal, (t) => this.waitForRelease(remainingMs(deadline), t))
+      const [outcome, token] = await nativeWait(this.handle, signal, (t) =>
+        this.waitForRelease(remainingMs(deadline), t),
+      )
       if (outcome === 'timed-out') throw timedOut(this.what, timeoutMs)
       if (this.handle.closed || signal?.aborted) {
         token.cancel() // passes on a wake-up the waiter consumed
@@ -165,7 +163,11 @@ export class LockCell {
   #recordOwner(): void {
     const words = this.#words
     words[ACQUISITIONS] = (words[ACQUISITIONS]! + 1) | 0 // we hold the lock: a plain increment
-    if (words[OWNER_START_LO] !== THREAD_START_LO || words[OWNER_START_HI] !== THREAD_START_HI || words[OWNER_NS] !== THREAD_NS) {
+    if (
+      words[OWNER_START_LO] !== THREAD_START_LO ||
+      words[OWNER_START_HI] !== THREAD_START_HI ||
+      words[OWNER_NS] !== THREAD_NS
+    ) {
       words[OWNER_NS] = THREAD_NS
       words[OWNER_PID] = THREAD_PID
       words[OWNER_START_LO] = THREAD_START_LO
@@ -176,5 +178,8 @@ export class LockCell {
 }
 
 function notRecursive(what: string): Error {
-  return stateError('EDEADLK', `This thread already holds ${what}; shmkit locks are not recursive (use lockAsync to queue behind it)`)
+  return stateError(
+    'EDEADLK',
+    `This thread already holds ${what}; shmkit locks are not recursive (use lockAsync to queue behind it)`,
+  )
 }

@@ -9,7 +9,15 @@ import type { MutexStats } from './inspect'
 import { mutexStats } from './inspect'
 import { CONTRACT } from './native'
 import type { Segment } from './segment'
-import { timeoutOption, validateOffset, validateOptions, validateSignal, validateTimeout, type AsyncOptions, type TimeoutOptions } from './validate'
+import {
+  timeoutOption,
+  validateOffset,
+  validateOptions,
+  validateSignal,
+  validateTimeout,
+  type AsyncOptions,
+  type TimeoutOptions,
+} from './validate'
 import { AbortError } from './errors'
 
 /** The `Mutex` of each lock cell of each mapping, made once. */
@@ -19,7 +27,10 @@ const mutexes = new WeakMap<LockCell, Mutex>()
 export function lockCell(handle: Handle, cell: number, what: string): LockCell {
   let lock = handle.cells.get(cell) as LockCell | undefined
   if (lock === undefined) {
-    const words = cell === HEADER_CELL ? new Int32Array(handle.headerCell) : new Int32Array(handle.data, cell, CONTRACT.mutex.size / 4)
+    const words =
+      cell === HEADER_CELL
+        ? new Int32Array(handle.headerCell)
+        : new Int32Array(handle.data, cell, CONTRACT.mutex.size / 4)
     lock = new LockCell(handle, cell, words, what)
     handle.cells.set(cell, lock)
     if (cell !== HEADER_CELL) handle.native.notePlacedMutex(cell)
@@ -29,7 +40,10 @@ export function lockCell(handle: Handle, cell: number, what: string): LockCell {
 
 /** The `Mutex` over the lock cell `cell` of `handle`. */
 export function mutexOf(handle: Handle, cell: number): Mutex {
-  const what = cell === HEADER_CELL ? `the lock of segment "${handle.name}"` : `the mutex at offset ${cell} of segment "${handle.name}"`
+  const what =
+    cell === HEADER_CELL
+      ? `the lock of segment "${handle.name}"`
+      : `the mutex at offset ${cell} of segment "${handle.name}"`
   const lock = lockCell(handle, cell, what)
   let mutex = mutexes.get(lock)
   if (mutex === undefined) {
@@ -54,7 +68,8 @@ export class Mutex {
 
   /** @internal Use `seg.mutex` or `Mutex.at()`. */
   constructor(token: symbol, lock: LockCell) {
-    if (token !== CONSTRUCT) throw coded(new TypeError('Use seg.mutex or Mutex.at(seg, byteOffset)'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    if (token !== CONSTRUCT)
+      throw coded(new TypeError('Use seg.mutex or Mutex.at(seg, byteOffset)'), 'ERR_ILLEGAL_CONSTRUCTOR')
     this.#lock = lock
   }
 
@@ -160,7 +175,10 @@ class Guard implements LockGuard {
 
   unlock(): void {
     if (!this.#held || this.#lock.handle.closed) {
-      throw stateError('ERR_SHM_NOT_LOCKED', 'This guard no longer holds its lock (already unlocked, or its segment was closed)')
+      throw stateError(
+        'ERR_SHM_NOT_LOCKED',
+        'This guard no longer holds its lock (already unlocked, or its segment was closed)',
+      )
     }
     this.#held = false
     this.#lock.releaseGuarded()

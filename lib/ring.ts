@@ -75,7 +75,12 @@ export class Ring {
     this.handle = handle
     this.words = new Uint32Array(handle.data, 0, CH.ring / 4)
     const capacity = this.words[CH.capacity / 4]!
-    if (capacity < CH.minCapacity || capacity > CH.maxCapacity || (capacity & (capacity - 1)) !== 0 || CH.ring + capacity > handle.size) {
+    if (
+      capacity < CH.minCapacity ||
+      capacity > CH.maxCapacity ||
+      (capacity & (capacity - 1)) !== 0 ||
+      CH.ring + capacity > handle.size
+    ) {
       throw corrupt(`impossible capacity ${capacity}`)
     }
     this.capacity = capacity
@@ -164,7 +169,8 @@ export class Ring {
       const start = head & this.#mask
       const length = this.#ringWords[start >>> 2]!
       const size = frameSize(length)
-      if (length > this.capacity - 4 || size > used) throw corrupt(`message length ${length} with ${used} bytes in flight`)
+      if (length > this.capacity - 4 || size > used)
+        throw corrupt(`message length ${length} with ${used} bytes in flight`)
       const payload = (start + 4) & this.#mask
       result = use(this.copyOut(payload, length), payload + length <= this.capacity)
       // SYNC POINT (consume): the message is used before its bytes are handed back.
@@ -179,7 +185,8 @@ export class Ring {
 
   /** Encodes `text` into the ring at `position` (through a temporary only if the slot wraps). */
   textIn(text: EncodedText, position: number): void {
-    if (position + text.length <= this.capacity) utf8Encoder.encodeInto(text.text, this.bytes.subarray(position, position + text.length))
+    if (position + text.length <= this.capacity)
+      utf8Encoder.encodeInto(text.text, this.bytes.subarray(position, position + text.length))
     else this.copyIn(utf8Encoder.encode(text.text), position)
   }
 
@@ -242,7 +249,14 @@ export class Ring {
    * Sleeps until the event word changes (see docs/CHANNELS.md for why no wake-up is lost):
    * read the event, raise the sleeper flag, re-check, then sleep on the event value.
    */
-  waitFor(flag: number, event: number, ready: () => boolean, deadline: number, what: () => string, timeoutMs: number): void {
+  waitFor(
+    flag: number,
+    event: number,
+    ready: () => boolean,
+    deadline: number,
+    what: () => string,
+    timeoutMs: number,
+  ): void {
     const words = this.words
     const seen = Atomics.load(words, event)
     Atomics.store(words, flag, 1)
@@ -277,9 +291,16 @@ export class Ring {
    * short spin (peers hold it for microseconds), then a native waiter. Returns how the next
    * attempt takes it.
    */
-  async awaitSideLock(lock: LockCell, deadline: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<SideLock> {
+  async awaitSideLock(
+    lock: LockCell,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+  ): Promise<SideLock> {
     if (this.spinUntil(() => lock.looksFree())) return TRY
-    const [outcome] = await nativeWait(this.handle, signal, (token) => lock.waitForRelease(remainingMs(deadline), token))
+    const [outcome] = await nativeWait(this.handle, signal, (token) =>
+      lock.waitForRelease(remainingMs(deadline), token),
+    )
     if (outcome === 'timed-out') throw timedOut(lock.what, timeoutMs)
     return outcome === 'owner-dead' ? AFTER_DEATH : AFTER_WAIT
   }

@@ -68,7 +68,11 @@ export class Segment {
 
   /** @internal Use `Segment.create`, `Segment.open` or `Segment.openOrCreate`. */
   constructor(token: symbol, handle: Handle) {
-    if (token !== CONSTRUCT) throw coded(new TypeError('Use Segment.create(), Segment.open() or Segment.openOrCreate()'), 'ERR_ILLEGAL_CONSTRUCTOR')
+    if (token !== CONSTRUCT)
+      throw coded(
+        new TypeError('Use Segment.create(), Segment.open() or Segment.openOrCreate()'),
+        'ERR_ILLEGAL_CONSTRUCTOR',
+      )
     this[HANDLE] = handle
   }
 
@@ -195,8 +199,15 @@ export class Segment {
     handle.assertOpen()
     const offset = validateOffset(handle, byteOffset, 'byteOffset', 4, 4)
     const value = validateInteger(expected, 'expected', -(2 ** 31), 2 ** 32 - 1) | 0
-    const timeout = typeof options === 'object' ? validateOptions<TimeoutOptions>(options, 'options', ['timeout'], false).timeout : options
-    return handle.native.wait(offset, value, validateTimeout(timeout, typeof options === 'object' ? 'options.timeout' : 'timeout')) as WaitResult
+    const timeout =
+      typeof options === 'object'
+        ? validateOptions<TimeoutOptions>(options, 'options', ['timeout'], false).timeout
+        : options
+    return handle.native.wait(
+      offset,
+      value,
+      validateTimeout(timeout, typeof options === 'object' ? 'options.timeout' : 'timeout'),
+    ) as WaitResult
   }
 
   /**
@@ -210,12 +221,17 @@ export class Segment {
     handle.assertOpen()
     const offset = validateOffset(handle, byteOffset, 'byteOffset', 4, 4)
     const value = validateInteger(expected, 'expected', -(2 ** 31), 2 ** 32 - 1) | 0
-    const { timeout, signal } = typeof options === 'object' ? validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false) : { timeout: options, signal: undefined }
+    const { timeout, signal } =
+      typeof options === 'object'
+        ? validateOptions<AsyncOptions>(options, 'options', ['timeout', 'signal'], false)
+        : { timeout: options, signal: undefined }
     const timeoutMs = validateTimeout(timeout, typeof options === 'object' ? 'options.timeout' : 'timeout')
     const abortSignal = validateSignal(signal)
     if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
     if (Atomics.load(new Int32Array(handle.data, offset, 1), 0) !== value) return 'not-equal'
-    const [outcome] = await nativeWait(handle, abortSignal, (token) => handle.native.waitAsync(offset, value, timeoutMs, token))
+    const [outcome] = await nativeWait(handle, abortSignal, (token) =>
+      handle.native.waitAsync(offset, value, timeoutMs, token),
+    )
     return outcome
   }
 
@@ -235,6 +251,6 @@ export class Segment {
   /** `util.inspect(seg)`: `Segment { name: 'jobs', size: 4096, closed: false }`. */
   [inspect.custom](): string {
     const { name, size, closed } = this[HANDLE]
-    return `Segment ${inspect({ name, size, closed })}`
+    return `Segment ${inspect({ name, size, closed }, { breakLength: Infinity })}`
   }
 }

@@ -36,17 +36,27 @@ export function validateName(name: unknown): string {
   if (typeof name !== 'string') throw typeError('name', 'of type string', name)
   if (name.length === 0 || !NAME_PATTERN.test(name)) {
     throw coded(
-      new TypeError(`The segment name ${JSON.stringify(name)} is invalid: use 1 to ${MAX_NAME_LENGTH} characters from A-Z a-z 0-9 . _ -`),
+      new TypeError(
+        `The segment name ${JSON.stringify(name)} is invalid: use 1 to ${MAX_NAME_LENGTH} characters from A-Z a-z 0-9 . _ -`,
+      ),
       'ERR_INVALID_ARG_VALUE',
     )
   }
   if (name.length > MAX_NAME_LENGTH) {
-    throw coded(new Error(`The segment name is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`), 'ENAMETOOLONG')
+    throw coded(
+      new Error(`The segment name is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`),
+      'ENAMETOOLONG',
+    )
   }
   return name
 }
 
-export function validateOptions<T extends object>(options: unknown, name: string, allowed: readonly string[], required: boolean): Partial<T> {
+export function validateOptions<T extends object>(
+  options: unknown,
+  name: string,
+  allowed: readonly string[],
+  required: boolean,
+): Partial<T> {
   if (options === undefined && !required) return {}
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw typeError(name, 'of type object', options)
@@ -96,7 +106,12 @@ export function validateBoolean(value: unknown, name: string, fallback = false):
 
 /** Validates segment creation options (plus `extra` allowed keys) for the native side. */
 export function nativeCreateOptions(options: unknown, kind: Kind, extra: readonly string[]): NativeCreateOptions {
-  const { size, mode, autoUnlink, reserve } = validateOptions<CommonCreateOptions>(options, 'options', ['size', 'mode', 'autoUnlink', 'reserve', ...extra], true)
+  const { size, mode, autoUnlink, reserve } = validateOptions<CommonCreateOptions>(
+    options,
+    'options',
+    ['size', 'mode', 'autoUnlink', 'reserve', ...extra],
+    true,
+  )
   return {
     size: validateSize(size),
     mode: validateMode(mode),
@@ -108,7 +123,12 @@ export function nativeCreateOptions(options: unknown, kind: Kind, extra: readonl
 
 /** Validates `{ wait, readyTimeout }` (plus `extra` keys): ms for native, -1 for "no limit"/"not at all". */
 export function openOptions(options: unknown, extra: readonly string[]): { readyTimeout: number; wait: number } {
-  const { readyTimeout, wait } = validateOptions<{ readyTimeout?: number; wait?: number }>(options, 'options', ['wait', 'readyTimeout', ...extra], false)
+  const { readyTimeout, wait } = validateOptions<{ readyTimeout?: number; wait?: number }>(
+    options,
+    'options',
+    ['wait', 'readyTimeout', ...extra],
+    false,
+  )
   const waitMs = wait === undefined ? -1 : validateTimeout(wait, 'options.wait')
   return {
     readyTimeout: validateTimeout(readyTimeout, 'options.readyTimeout'),
@@ -125,7 +145,13 @@ export function validateMode(value: unknown): number {
   return value === undefined ? CONTRACT.defaultMode : validateInteger(value, 'options.mode', 0, 0o777)
 }
 
-export function validateOffset(segment: { readonly size: number }, value: unknown, name: string, byteLength: number, alignment: number): number {
+export function validateOffset(
+  segment: { readonly size: number },
+  value: unknown,
+  name: string,
+  byteLength: number,
+  alignment: number,
+): number {
   const offset = validateInteger(value, name, 0, Number.MAX_SAFE_INTEGER)
   if (offset % alignment !== 0) throw rangeError(name, `a multiple of ${alignment}`, offset)
   if (offset + byteLength > segment.size) {

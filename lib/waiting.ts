@@ -34,7 +34,11 @@ export async function nativeWait<T extends string>(
   return [outcome, request.token]
 }
 
-function abortable<T extends string>(signal: AbortSignal, token: WaitToken, pending: Promise<T | 'cancelled'>): Promise<T | 'cancelled'> {
+function abortable<T extends string>(
+  signal: AbortSignal,
+  token: WaitToken,
+  pending: Promise<T | 'cancelled'>,
+): Promise<T | 'cancelled'> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       token.cancel()

@@ -21,7 +21,8 @@ const addon = fs.readdirSync(root).find((file) => file.startsWith(`${binaryName}
 if (!addon) throw new Error('the build produced no .node file')
 const platformArchAbi = addon.slice(binaryName.length + 1, -'.node'.length)
 const platformDir = path.join(root, 'npm', platformArchAbi)
-if (!fs.existsSync(platformDir)) throw new Error(`no npm/${platformArchAbi}: is this target in package.json napi.targets?`)
+if (!fs.existsSync(platformDir))
+  throw new Error(`no npm/${platformArchAbi}: is this target in package.json napi.targets?`)
 
 fs.rmSync(artifacts, { recursive: true, force: true })
 fs.mkdirSync(artifacts)
@@ -35,13 +36,21 @@ npm(['pack', '--pack-destination', artifacts], platformStage)
 // The main package, with the optional dependencies that publishing adds.
 const mainStage = fs.mkdtempSync(path.join(artifacts, '.stage-main-'))
 // The files npm itself would publish (package.json `files`, globs expanded), minus package.json.
-const [{ files: packed }] = JSON.parse(execFileSync(npmCli[0], [...npmCli.slice(1), 'pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }))
+const [{ files: packed }] = JSON.parse(
+  execFileSync(npmCli[0], [...npmCli.slice(1), 'pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: root,
+    encoding: 'utf8',
+  }),
+)
 for (const { path: file } of packed.filter((f) => f.path !== 'package.json')) {
   fs.mkdirSync(path.dirname(path.join(mainStage, file)), { recursive: true })
   fs.copyFileSync(path.join(root, file), path.join(mainStage, file))
 }
 const platformNames = fs.readdirSync(path.join(root, 'npm')).map((dir) => `${manifest.name}-${dir}`)
-const published = { ...manifest, optionalDependencies: Object.fromEntries(platformNames.map((name) => [name, manifest.version])) }
+const published = {
+  ...manifest,
+  optionalDependencies: Object.fromEntries(platformNames.map((name) => [name, manifest.version])),
+}
 delete published.devDependencies
 delete published.scripts
 fs.writeFileSync(path.join(mainStage, 'package.json'), `${JSON.stringify(published, null, 2)}\n`)

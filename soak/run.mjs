@@ -32,7 +32,9 @@ const stats = { kills: 0, restarts: 0 }
 function start(role) {
   const worker = nextWorker++
   const locker = role === 'locker' ? nextLocker++ : -1
-  const child = fork(workerScript, [role, name, String(worker), String(locker)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(workerScript, [role, name, String(worker), String(locker)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
   let report = null
   const done = new Promise((resolve) => {
     child.on('message', (message) => (report = message))
@@ -80,7 +82,8 @@ for (const report of consumerReports) {
   }
   damaged += report.damaged
   for (const [producer, seqs] of Object.entries(report.seen)) {
-    for (let i = 1; i < seqs.length; i++) if (seqs[i] <= seqs[i - 1]) failures.push(`producer ${producer}: out of order at a consumer`)
+    for (let i = 1; i < seqs.length; i++)
+      if (seqs[i] <= seqs[i - 1]) failures.push(`producer ${producer}: out of order at a consumer`)
     const all = (received[producer] ??= [])
     for (const seq of seqs) all.push(seq)
   }
@@ -91,7 +94,8 @@ for (const p of producerReports) {
   const seqs = (received[p.worker] ?? []).sort((a, b) => a - b)
   messages += seqs.length
   if (!seqs.every((seq, i) => seq === i)) failures.push(`producer ${p.worker}: duplicates or gaps`)
-  if (!p.killed && p.report && seqs.length !== p.report.sent) failures.push(`producer ${p.worker}: sent ${p.report.sent}, received ${seqs.length}`)
+  if (!p.killed && p.report && seqs.length !== p.report.sent)
+    failures.push(`producer ${p.worker}: sent ${p.report.sent}, received ${seqs.length}`)
 }
 
 // Counters: consistent, and every surviving locker's increments are all there.
@@ -118,7 +122,8 @@ for (const l of lockerReports.filter((l) => !l.killed)) {
   recoveries += l.report.recoveries
   let mine = 0
   for (let slot = 0; slot < COUNTERS; slot++) mine += view.getFloat64(contributionOffset(slot, l.locker), true)
-  if (mine !== l.report.increments) failures.push(`locker ${l.worker}: did ${l.report.increments} increments, ${mine} recorded`)
+  if (mine !== l.report.increments)
+    failures.push(`locker ${l.worker}: did ${l.report.increments} increments, ${mine} recorded`)
 }
 
 const elapsed = (Date.now() - started) / 1000
@@ -139,7 +144,9 @@ Channel.unlink(`${name}-work`)
 if (json) console.log(JSON.stringify(summary, null, 2))
 else {
   console.log(`soak: ${summary.seconds} s, ${summary.processes} processes, ${summary.kills} SIGKILLs survived`)
-  console.log(`  ${summary.lockOperations.toLocaleString('en-US')} lock-protected increments, every counter exact; ${takeovers} locks taken over from a killed holder (and repaired)`)
+  console.log(
+    `  ${summary.lockOperations.toLocaleString('en-US')} lock-protected increments, every counter exact; ${takeovers} locks taken over from a killed holder (and repaired)`,
+  )
   console.log(`  ${summary.messagesDelivered.toLocaleString('en-US')} messages delivered, each exactly once and whole`)
   for (const failure of failures) console.log(`  FAILURE: ${failure}`)
   console.log(failures.length ? 'soak FAILED' : 'soak passed')

@@ -39,7 +39,11 @@ async function locker() {
         const until = performance.now() + 0.2
         while (performance.now() < until);
       }
-      view.setFloat64(contributionOffset(slot, lockerIndex), view.getFloat64(contributionOffset(slot, lockerIndex), true) + 1, true)
+      view.setFloat64(
+        contributionOffset(slot, lockerIndex),
+        view.getFloat64(contributionOffset(slot, lockerIndex), true) + 1,
+        true,
+      )
       increments++
       guard.unlock()
     }

@@ -1,0 +1,80 @@
+// A strict TypeScript consumer of the published types: what must compile, and what must not
+// (each marked as an expected error). Checked by __test__/types.spec.mjs with tsc --noEmit.
+import { Channel, Layout, Mutex, Segment, isShmkitError, type ShmkitErrorCode, type SegmentInspection } from 'shmkit'
+
+const bytes = Channel.create('t-bytes', { capacity: 64 })
+const fromBytes: Uint8Array = bytes.recv()
+bytes.send(new Uint8Array(1))
+bytes.send('text is fine for bytes')
+bytes.send(Buffer.from('so is a Buffer'))
+// @ts-expect-error a number is not bytes
+bytes.send(5)
+
+const text = Channel.create('t-string', { capacity: 64, codec: 'string' })
+const fromText: string = text.recv()
+// @ts-expect-error a string channel receives strings
+const wrong: Uint8Array = text.recv()
+// @ts-expect-error a string channel sends strings
+text.send(new Uint8Array(1))
+
+interface Job {
+  id: number
+}
+const jobs = Channel.create<Job>('t-json', { capacity: 64, codec: 'json' })
+const job: Job = jobs.recv()
+jobs.send({ id: 1 })
+// @ts-expect-error not a Job
+jobs.send({ name: 'x' })
+const anyJson = Channel.create('t-json2', { capacity: 64, codec: 'json' })
+const unknownMessage: unknown = anyJson.recv()
+// @ts-expect-error json messages are unknown until you say what they are
+const notAString: string = anyJson.recv()
+
+const opened = Channel.open<Job>('t-json')
+const again: Job = opened.recv({ timeout: 10 })
+
+const segment = Segment.open('t-seg', { wait: 1000 })
+const kind: 'segment' | 'channel' = Segment.inspect('t-seg').kind
+const inspection: SegmentInspection = Segment.inspect('t-seg')
+const state: 'alive' | 'dead' | 'unknown' | undefined = inspection.headerMutex.holderState
+const waited: 'ok' | 'not-equal' | 'timed-out' = segment.wait(0, 0, { timeout: 5 })
+const positional: 'ok' | 'not-equal' | 'timed-out' = segment.wait(0, 0, 5)
+// @ts-expect-error unknown options are a compile error too
+segment.wait(0, 0, { timeot: 5 })
+
+const layout = Layout.of({ lock: 'mutex', count: 'int32', samples: ['float64', 4] })
+const view = layout.view(segment)
+const lock: Mutex = view.lock
+const count: Int32Array = view.count
+const samples: Float64Array = view.samples
+// @ts-expect-error no such field
+void view.missing
+
+try {
+  Segment.open('nope')
+} catch (error) {
+  if (isShmkitError(error)) {
+    const code: ShmkitErrorCode = error.code
+    // @ts-expect-error not a shmkit code
+    const bad: ShmkitErrorCode = 'ENOTACODE'
+    void code
+    void bad
+  }
+}
+
+void [
+  fromBytes,
+  fromText,
+  wrong,
+  job,
+  unknownMessage,
+  notAString,
+  again,
+  kind,
+  state,
+  waited,
+  positional,
+  lock,
+  count,
+  samples,
+]
