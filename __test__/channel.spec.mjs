@@ -220,7 +220,11 @@ test('a damaged ring gives ERR_SHM_CORRUPT, never a hang or an out-of-bounds rea
   throwsCoded(t, () => channel.recv({ timeout: 100 }), Error, 'ERR_SHM_CORRUPT')
   words[128 / 4] = 0
   words[64 / 4] = 1 << 20 // tail far beyond capacity
-  throwsCoded(t, () => channel.tryRecv(), Error, 'ERR_SHM_CORRUPT')
+  // A handle re-reads the other side's index when its cached copy (validated when read) runs
+  // out, so a fresh handle sees the damage at once.
+  const fresh = Channel.open(channel.name)
+  t.teardown(() => fresh.close())
+  throwsCoded(t, () => fresh.tryRecv(), Error, 'ERR_SHM_CORRUPT')
   throwsCoded(t, () => channel.trySend('x'), Error, 'ERR_SHM_CORRUPT')
   words[64 / 4] = 12
   words[512 / 4] = 0xfffffff0 // message length beyond the ring
@@ -348,4 +352,44 @@ test('a v8 message that is undefined is received as such, not taken for "no mess
   channel.send(undefined)
   t.is(await channel.recvAsync({ timeout: 1000 }), undefined)
   t.is(channel.bytesInFlight, 0)
+})
+
+test('sendMany and recvMany: batches in order, exactly once, across the wrap, waiting for room and messages', async (t) => {
+  const channel = freshChannel(t, { capacity: 256, codec: 'json' })
+  const values = Array.from({ length: 500 }, (_, i) => ({ i, pad: 'x'.repeat(i % 17) }))
+  const consumer = startFixture('script.mjs', [
+    `const ch = shmkit.Channel.open(args[0]); const seen = []
+     while (seen.length < 500) for (const m of ch.recvMany(64, { timeout: 10000 })) seen.push(m.i)
+     await send(seen); ch.close()`,
+    channel.name,
+  ])
+  t.is(channel.sendMany(values, { timeout: 10_000 }), 500, 'waits for room batch after batch')
+  const seen = await consumer.nextMessage()
+  t.deepEqual(
+    seen,
+    values.map((v) => v.i),
+  )
+  await consumer.done()
+  t.is(channel.sendMany([]), 0)
+  channel.sendMany(new Set([{ i: 'a' }, { i: 'b' }]))
+  t.deepEqual(channel.recvMany(10), [{ i: 'a' }, { i: 'b' }])
+  throwsCoded(t, () => channel.recvMany(0), RangeError, 'ERR_OUT_OF_RANGE')
+  throwsCoded(t, () => channel.recvMany(5, { timeout: 10 }), Error, 'ETIMEDOUT')
+  throwsCoded(t, () => channel.sendMany([1, 2n]), TypeError, 'ERR_SHM_ENCODE', 'encoded before anything is sent')
+  t.is(channel.tryRecv(), undefined)
+})
+
+test('recvMany stops at a message that does not decode: reported on its own, nothing after it lost', (t) => {
+  const channel = freshChannel(t, { capacity: 1024, codec: 'json' })
+  const raw = Channel.open(channel.name, { codec: 'bytes' })
+  t.teardown(() => raw.close())
+  raw.send('1')
+  raw.send('2')
+  raw.send('{not json')
+  raw.send('4')
+  t.deepEqual(channel.recvMany(10), [1, 2])
+  throwsCoded(t, () => channel.recvMany(10), Error, 'ERR_SHM_CORRUPT')
+  t.deepEqual(channel.recvMany(10), [4])
+  channel.end()
+  throwsCoded(t, () => channel.recvMany(10), Error, 'ERR_SHM_CHANNEL_ENDED')
 })

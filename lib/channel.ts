@@ -358,6 +358,50 @@ export class Channel<T = unknown> {
   }
 
   /**
+   * Sends every message of `messages` (an array or any iterable), in order, paying the send lock,
+   * the publication and the wake-up once per batch that fits instead of once per message; waits
+   * for room like `send` (`options.timeout` bounds the whole call). Returns how many were sent
+   * (all of them, unless it throws: then the ones before the failure were sent).
+   */
+  sendMany(messages: Iterable<Sendable<T>>, options?: TimeoutOptions): number {
+    if (typeof (messages as Partial<Iterable<unknown>> | null)?.[Symbol.iterator] !== 'function') {
+      throw typeError('messages', 'an iterable (an array, a Set, a generator, ...)', messages)
+    }
+    const timeoutMs = timeoutOption(options)
+    const capacity = this.#ring.capacity - 4
+    const encoded: Encoded[] = []
+    for (const message of messages) encoded.push(encodeMessage(this.#codec, message, capacity))
+    const ring = this.#ring
+    this[HANDLE].assertOpen()
+    let sent = ring.appendMany(encoded, 0, timeoutMs).count
+    if (sent === encoded.length) return sent
+    const deadline = deadlineOf(timeoutMs)
+    for (;;) {
+      const length = encoded[sent]!.length
+      const ready = () => ring.hasRoomFor(length) || ring.ended()
+      if (!ring.spinUntil(ready)) ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs)
+      this[HANDLE].assertOpen()
+      sent += ring.appendMany(encoded, sent, remainingMs(deadline)).count
+      if (sent === encoded.length) return sent
+    }
+  }
+
+  /**
+   * Receives up to `max` messages at once: waits like `recv` for the first, then takes whatever
+   * else is there (up to `max`) under one holding of the receive lock, with one wake-up. Returns
+   * them in order (at least one); `ERR_SHM_CHANNEL_ENDED` once the stream has ended and is
+   * drained. A message that does not decode is dropped with `ERR_SHM_CORRUPT` after the ones
+   * before it are returned on the next call.
+   */
+  recvMany(max: number, options?: TimeoutOptions): T[] {
+    const limit = validateInteger(max, 'max', 1, 2 ** 32)
+    const timeoutMs = timeoutOption(options)
+    const out: T[] = []
+    this.#takeWaiting((lockMs) => this.#readMany(limit, out, lockMs), timeoutMs)
+    return out
+  }
+
+  /**
    * Ends the stream, for every process: later sends fail with `ERR_SHM_CHANNEL_ENDED`, receivers
    * drain what is left and then stop. Idempotent. The flag is set under the send lock, so a send
    * in progress either publishes before the end or fails: nothing is stranded after it. Waits for
@@ -398,14 +442,15 @@ export class Channel<T = unknown> {
   /** Appends one message, waiting for room up to `timeoutMs`: `send`, `sendWith`. */
   #appendWaiting(length: number, content: Encoded | ((payload: number) => void), timeoutMs: number): void {
     const ring = this.#ring
+    this[HANDLE].assertOpen()
+    // The hot path: room at once. No clock is read, no closure made, until the channel is full.
+    if (ring.append(length, content, timeoutMs) !== FULL) return
     const deadline = deadlineOf(timeoutMs)
-    let ready // made only once the channel turns out to be full: this is the hot path
+    const ready = () => ring.hasRoomFor(length) || ring.ended()
     for (;;) {
-      this.#checkOpenForSend()
+      if (!ring.spinUntil(ready)) ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs)
+      this[HANDLE].assertOpen()
       if (ring.append(length, content, remainingMs(deadline)) !== FULL) return
-      ready ??= () => ring.hasRoomFor(length) || ring.ended()
-      if (ring.spinUntil(ready)) continue
-      ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs)
     }
   }
 
@@ -415,19 +460,23 @@ export class Channel<T = unknown> {
    */
   #takeWaiting<R>(attempt: (lockMs: number) => R | typeof EMPTY, timeoutMs: number): R {
     const ring = this.#ring
+    this[HANDLE].assertOpen()
+    // The hot path: a message at once. No clock is read, no closure made, until it is empty.
+    const first = attempt(timeoutMs)
+    if (first !== EMPTY) return first
     const deadline = deadlineOf(timeoutMs)
-    let ready // made only once the channel turns out to be empty: this is the hot path
+    const ready = () => ring.inFlight() !== 0 || ring.ended()
     for (;;) {
+      if (ring.drainedAfterEnd()) throw channelEnded(this.name)
+      if (!ring.spinUntil(ready)) ring.waitFor(RECV_SLEEPERS, RECV_EVENT, ready, deadline, this.#messageWhat, timeoutMs)
       this[HANDLE].assertOpen()
       const result = attempt(remainingMs(deadline))
       if (result !== EMPTY) return result
-      if (ring.drainedAfterEnd()) throw channelEnded(this.name)
-      ready ??= () => ring.inFlight() !== 0 || ring.ended()
-      if (ring.spinUntil(ready)) continue
-      ring.waitFor(RECV_SLEEPERS, RECV_EVENT, ready, deadline, this.#messageWhat, timeoutMs)
     }
   }
 
+  /** For the async paths, before they wait: closed handle, or ended stream (`append` checks
+   * the latter again under the send lock). */
   #checkOpenForSend(): void {
     this[HANDLE].assertOpen()
     if (this.#ring.ended()) throw channelEnded(this.name)
@@ -447,6 +496,21 @@ export class Channel<T = unknown> {
       throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause })
     }
     return message
+  }
+
+  /** Takes up to `max` decoded messages into `out`; `EMPTY` if none. A message that does not
+   * decode is taken only first in a batch (see `takeMany`), dropped and reported as `#read` does. */
+  #readMany(max: number, out: T[], lock: SideLock): true | typeof EMPTY {
+    const values = out as (T | typeof UNDECODABLE)[]
+    const taken = this.#ring.takeMany(this.#decodeOrMark, max, values, lock, UNDECODABLE)
+    if (taken === BUSY || taken === 0) return EMPTY
+    if (values[0] === UNDECODABLE) {
+      values.length = 0
+      const cause = this.#decodeFailure
+      this.#decodeFailure = undefined
+      throw Object.assign(corrupt(`a message did not decode as ${this.#codec} and was dropped`), { cause })
+    }
+    return true
   }
 
   /** `#read` as a value made once, for `recv`'s hot path. */

@@ -19,7 +19,8 @@ export interface PendingRequest {
  * every other), because thread ids alone cannot tell (they repeat across PID namespaces).
  */
 export interface CellState {
-  held: boolean
+  /** The mapping through which this thread holds the lock, or null. */
+  holder: Handle | null
 }
 
 /** Something `close()` must release first: the locks this mapping holds (see `LockCell`). */
@@ -84,7 +85,7 @@ export class Handle {
     const cells = instances.get(this.instance)!.cells
     let state = cells.get(cell)
     if (state === undefined) {
-      state = { held: false }
+      state = { holder: null }
       cells.set(cell, state)
     }
     return state

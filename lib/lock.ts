@@ -18,7 +18,15 @@ const OWNER_PID = CONTRACT.mutex.ownerPid / 4
 const OWNER_START_LO = CONTRACT.mutex.ownerStart / 4
 const OWNER_START_HI = OWNER_START_LO + 1
 const ACQUISITIONS = CONTRACT.mutex.acquisitions / 4
+const SLEEPERS = CONTRACT.mutex.sleepers / 4
 const OWNER_MASK = CONTRACT.mutex.ownerMask
+const WAITERS = CONTRACT.mutex.waiters | 0
+/**
+ * Looks at a busy lock word this many times before handing the wait to native code (which spins
+ * a little more, then sleeps in the kernel): a critical section on another core usually ends
+ * within that, and taking the lock here costs no call into native code and no system call.
+ */
+const SPIN_LOADS = 2000
 
 /** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
 const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI, THREAD_PID] = currentThreadIdentity().map(
@@ -34,8 +42,6 @@ export class LockCell {
   readonly cell: number
   readonly #words: Int32Array
   readonly #state: CellState
-  /** Holdings of this thread through this mapping that `close()` must release (guards). */
-  #guards = 0
   /** Describes the lock in messages: `the lock of segment "jobs"`. */
   readonly what: string
 
@@ -49,17 +55,37 @@ export class LockCell {
 
   /** Whether this thread holds the lock (through any mapping of this segment). */
   get heldHere(): boolean {
-    return this.#state.held
+    return this.#state.holder !== null
   }
 
   /** Blocks until taken, `timeoutMs` (-1: no limit) at most. Returns `ownerDied`. */
   acquire(timeoutMs: number): boolean {
     if (this.handle.closed) this.handle.assertOpen()
-    let ownerDied = false
-    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) this.#recordOwner()
-    else if (this.#state.held) throw notRecursive(this.what)
-    else ownerDied = this.#nativeLock(timeoutMs)
-    this.#state.held = true
+    if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) {
+      this.#recordOwner()
+      this.#state.holder = this.handle
+      return false
+    }
+    return this.#acquireContended(timeoutMs)
+  }
+
+  /** The slow half of `acquire`: spin on the word in JavaScript, then wait natively. */
+  #acquireContended(timeoutMs: number): boolean {
+    if (this.#state.holder !== null) throw notRecursive(this.what)
+    const words = this.#words
+    for (let i = 0; i < SPIN_LOADS; i++) {
+      const seen = Atomics.load(words, STATE)
+      if ((seen & OWNER_MASK) !== 0) continue
+      // Free: take it, with WAITERS exactly when some thread sleeps on it (docs/LOCKING.md).
+      const waiters = Atomics.load(words, SLEEPERS) !== 0 ? WAITERS : 0
+      if (Atomics.compareExchange(words, STATE, seen, THREAD_ID | waiters) === seen) {
+        this.#recordOwner()
+        this.#state.holder = this.handle
+        return false
+      }
+    }
+    const ownerDied = this.#nativeLock(timeoutMs)
+    this.#state.holder = this.handle
     return ownerDied
   }
 
@@ -68,9 +94,9 @@ export class LockCell {
     if (this.handle.closed) this.handle.assertOpen()
     let outcome: 0 | 1 | 2 = 1
     if (Atomics.compareExchange(this.#words, STATE, 0, THREAD_ID) === 0) this.#recordOwner()
-    else if (this.#state.held) return 0
+    else if (this.#state.holder !== null) return 0
     else outcome = this.handle.native.tryLock(this.cell) as 0 | 1 | 2
-    if (outcome !== 0) this.#state.held = true
+    if (outcome !== 0) this.#state.holder = this.handle
     return outcome
   }
 
@@ -81,9 +107,9 @@ export class LockCell {
    */
   acquireAfterWait(outcome: WaitOutcome): 0 | 1 | 2 {
     if (this.handle.closed) this.handle.assertOpen()
-    if (this.#state.held) return 0
+    if (this.#state.holder !== null) return 0
     const taken = this.handle.native.lockAfterWait(this.cell, outcome === 'owner-dead') as 0 | 1 | 2
-    if (taken !== 0) this.#state.held = true
+    if (taken !== 0) this.#state.holder = this.handle
     return taken
   }
 
@@ -122,25 +148,14 @@ export class LockCell {
     return this.handle.native.waitForRelease(this.cell, timeoutMs, token)
   }
 
-  /** Counts a holding that a guard will release (and `close()` if the guard is not). */
-  guarded(): void {
-    this.#guards++
-  }
-
-  /** Releases a guard's holding. */
-  releaseGuarded(): void {
-    this.#guards--
-    this.release()
-  }
-
-  /** Releases every guarded holding of this mapping (closing). */
+  /** Releases the lock if this thread holds it through this mapping (closing the mapping). */
   releaseAll(): void {
-    for (; this.#guards > 0; this.#guards--) this.release()
+    if (this.#state.holder === this.handle) this.release()
   }
 
   /** Releases the lock this thread holds (a guard's, or one taken by `acquire`). */
   release(): void {
-    this.#state.held = false
+    this.#state.holder = null
     const words = this.#words
     words[OWNER_TID] = 0 // the record goes before the lock: a record naming a thread is its holding
     if (Atomics.compareExchange(words, STATE, THREAD_ID, 0) !== THREAD_ID) {
@@ -158,8 +173,13 @@ export class LockCell {
     }
   }
 
-  /** Writes this thread's identity beside the word: the tid always (the last holder cleared
-   * it), the rest only when another thread held it last. */
+  /**
+   * Writes this thread's identity beside the word: the tid always (the last holder cleared it),
+   * the rest only when another thread held it last. `owner_tid` goes last, with release ordering
+   * when the fields changed (a reader that sees the tid sees them). When they already describe
+   * this thread, a plain store suffices: this thread wrote them before its earlier release, and
+   * its acquiring CAS since orders the store after that release.
+   */
   #recordOwner(): void {
     const words = this.#words
     words[ACQUISITIONS] = (words[ACQUISITIONS]! + 1) | 0 // we hold the lock: a plain increment
@@ -172,8 +192,10 @@ export class LockCell {
       words[OWNER_PID] = THREAD_PID
       words[OWNER_START_LO] = THREAD_START_LO
       words[OWNER_START_HI] = THREAD_START_HI
+      Atomics.store(words, OWNER_TID, THREAD_ID)
+    } else {
+      words[OWNER_TID] = THREAD_ID
     }
-    Atomics.store(words, OWNER_TID, THREAD_ID) // last: a reader that sees it sees the rest
   }
 }
 

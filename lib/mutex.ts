@@ -160,28 +160,31 @@ export interface LockGuard {
 /** The one implementation of `LockGuard`; not exported, so guards only come from a `Mutex`. */
 class Guard implements LockGuard {
   readonly #lock: LockCell
-  #held = true
-  readonly ownerDied: boolean
+  /** Bit 1: this guard holds the lock; bit 2: the previous holder died. */
+  #bits: number
 
   constructor(lock: LockCell, ownerDied: boolean) {
     this.#lock = lock
-    this.ownerDied = ownerDied
-    lock.guarded()
+    this.#bits = ownerDied ? 3 : 1
+  }
+
+  get ownerDied(): boolean {
+    return (this.#bits & 2) !== 0
   }
 
   get locked(): boolean {
-    return this.#held && !this.#lock.handle.closed
+    return (this.#bits & 1) !== 0 && !this.#lock.handle.closed
   }
 
   unlock(): void {
-    if (!this.#held || this.#lock.handle.closed) {
+    if ((this.#bits & 1) === 0 || this.#lock.handle.closed) {
       throw stateError(
         'ERR_SHM_NOT_LOCKED',
         'This guard no longer holds its lock (already unlocked, or its segment was closed)',
       )
     }
-    this.#held = false
-    this.#lock.releaseGuarded()
+    this.#bits &= 2
+    this.#lock.release()
   }
 
   [Symbol.dispose](): void {

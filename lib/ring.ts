@@ -120,6 +120,37 @@ export class Ring {
   }
 
   /**
+   * The last `head` this process read (producers) and the last `tail` (consumers): can be stale,
+   * and only ever behind, so a stale value makes the ring look fuller (or emptier) than it is,
+   * never the reverse. Each side re-reads the other's index only when its cached view says "no
+   * room" (or "empty"), so a stream of messages does not pull the other side's cache line over
+   * for every message (rtrb does the same).
+   */
+  #headSeen = 0
+  #tailSeen = 0
+
+  /**
+   * Bytes in use seen by a producer holding the send lock, re-reading `head` when the cached one
+   * shows less than `need` bytes free (or an impossible value: other producers' messages may have
+   * been consumed past it).
+   */
+  #usedForSend(tail: number, need: number): number {
+    const cached = (tail - this.#headSeen) >>> 0
+    if (cached <= this.capacity && (cached & 3) === 0 && this.capacity - cached >= need) return cached
+    this.#headSeen = Atomics.load(this.words, HEAD)
+    return this.used(this.#headSeen, tail)
+  }
+
+  /** Bytes in use seen by a consumer holding the receive lock, re-reading `tail` when the cached
+   * one shows nothing to read (or an impossible value). */
+  #usedForTake(head: number): number {
+    const cached = (this.#tailSeen - head) >>> 0
+    if (cached !== 0 && cached <= this.capacity && (cached & 3) === 0) return cached
+    this.#tailSeen = Atomics.load(this.words, TAIL)
+    return this.used(head, this.#tailSeen)
+  }
+
+  /**
    * Appends a `length`-byte message under the send lock (taken as `lock` says; released here):
    * copies `content` in (bytes, or text encoded straight into the ring), or has
    * `content(payload)` write it at ring position `payload`; then publishes it. Returns
@@ -133,15 +164,9 @@ export class Ring {
     try {
       if (this.ended()) throw channelEnded(this.handle.name)
       const tail = Atomics.load(words, TAIL)
-      const used = this.used(Atomics.load(words, HEAD), tail)
       const need = frameSize(length)
-      if (this.capacity - used < need) return FULL
-      const start = tail & this.#mask
-      this.#ringWords[start >>> 2] = length
-      const payload = (start + 4) & this.#mask
-      if (typeof content === 'function') content(payload)
-      else if (content instanceof EncodedText) this.textIn(content, payload)
-      else this.copyIn(content, payload)
+      if (this.capacity - this.#usedForSend(tail, need) < need) return FULL
+      this.#write(tail, length, content)
       // SYNC POINT (publish): the message is whole before the tail moves past it.
       Atomics.store(words, TAIL, (tail + need) >>> 0)
       words[SENT] = (words[SENT]! + 1) >>> 0
@@ -150,6 +175,48 @@ export class Ring {
     }
     this.wakeSleepers(RECV_SLEEPERS, RECV_EVENT)
     return SENT_ONE
+  }
+
+  /**
+   * Appends as many of `messages` (from `from` on) as fit now, under one holding of the send
+   * lock, and publishes them with one store of `tail` and one wake-up: returns how many (0: the
+   * channel is full, or a `TRY` found the lock busy: `busy` tells).
+   */
+  appendMany(messages: readonly Encoded[], from: number, lock: SideLock): { count: number; busy: boolean } {
+    const words = this.words
+    if (!holdSide(this.sendLock, lock)) return { count: 0, busy: true }
+    let count = 0
+    try {
+      if (this.ended()) throw channelEnded(this.handle.name)
+      const start = Atomics.load(words, TAIL)
+      let tail = start
+      for (let i = from; i < messages.length; i++) {
+        const message = messages[i]!
+        const need = frameSize(message.length)
+        if (this.capacity - this.#usedForSend(tail, need) < need) break
+        this.#write(tail, message.length, message)
+        tail = (tail + need) >>> 0
+        count++
+      }
+      if (count === 0) return { count, busy: false }
+      // SYNC POINT (publish): every message of the batch is whole before the tail moves.
+      Atomics.store(words, TAIL, tail)
+      words[SENT] = (words[SENT]! + count) >>> 0
+    } finally {
+      this.sendLock.release()
+    }
+    this.wakeSleepers(RECV_SLEEPERS, RECV_EVENT)
+    return { count, busy: false }
+  }
+
+  /** Writes a frame (length, then payload) at `tail`; the caller publishes it. */
+  #write(tail: number, length: number, content: Encoded | ((payload: number) => void)): void {
+    const start = tail & this.#mask
+    this.#ringWords[start >>> 2] = length
+    const payload = (start + 4) & this.#mask
+    if (typeof content === 'function') content(payload)
+    else if (content instanceof EncodedText) this.textIn(content, payload)
+    else this.copyIn(content, payload)
   }
 
   /**
@@ -164,23 +231,72 @@ export class Ring {
     let result: R
     try {
       const head = Atomics.load(words, HEAD)
-      const used = this.used(head, Atomics.load(words, TAIL))
+      const used = this.#usedForTake(head)
       if (used === 0) return EMPTY
-      const start = head & this.#mask
-      const length = this.#ringWords[start >>> 2]!
-      const size = frameSize(length)
-      if (length > this.capacity - 4 || size > used)
-        throw corrupt(`message length ${length} with ${used} bytes in flight`)
-      const payload = (start + 4) & this.#mask
+      const length = this.#lengthAt(head, used)
+      const payload = ((head & this.#mask) + 4) & this.#mask
       result = use(this.copyOut(payload, length), payload + length <= this.capacity)
       // SYNC POINT (consume): the message is used before its bytes are handed back.
-      Atomics.store(words, HEAD, (head + size) >>> 0)
+      Atomics.store(words, HEAD, (head + frameSize(length)) >>> 0)
       words[RECEIVED] = (words[RECEIVED]! + 1) >>> 0
     } finally {
       this.recvLock.release()
     }
     this.wakeSleepers(SEND_SLEEPERS, SEND_EVENT)
     return result
+  }
+
+  /**
+   * Takes up to `max` messages under one holding of the receive lock, passing each to `use` (which
+   * must not throw) into `out`, and hands their bytes back with one store of `head` and one
+   * wake-up. Returns how many (0: empty, or `BUSY` for a `TRY` that found the lock held). When
+   * `use` returns `poison` (an undecodable message), taking stops there: as the first message
+   * it is consumed (and returned, for the caller to report), after others it is left for the
+   * next call, so it is reported on its own and nothing after it is lost.
+   */
+  takeMany<R>(
+    use: (view: Uint8Array, inRing: boolean) => R,
+    max: number,
+    out: R[],
+    lock: SideLock,
+    poison: unknown,
+  ): number | typeof BUSY {
+    const words = this.words
+    if (!holdSide(this.recvLock, lock)) return BUSY
+    let count = 0
+    try {
+      const start = Atomics.load(words, HEAD)
+      let head = start
+      while (count < max) {
+        const used = this.#usedForTake(head)
+        if (used === 0) break
+        const length = this.#lengthAt(head, used)
+        const payload = ((head & this.#mask) + 4) & this.#mask
+        const value = use(this.copyOut(payload, length), payload + length <= this.capacity)
+        if (value === poison && count > 0) break
+        out.push(value)
+        head = (head + frameSize(length)) >>> 0
+        count++
+        if (value === poison) break
+      }
+      if (count === 0) return 0
+      // SYNC POINT (consume): every message taken was used before its bytes are handed back.
+      Atomics.store(words, HEAD, head)
+      words[RECEIVED] = (words[RECEIVED]! + count) >>> 0
+    } finally {
+      this.recvLock.release()
+    }
+    this.wakeSleepers(SEND_SLEEPERS, SEND_EVENT)
+    return count
+  }
+
+  /** The payload length of the frame at `head` with `used` bytes in flight, validated. */
+  #lengthAt(head: number, used: number): number {
+    const length = this.#ringWords[(head & this.#mask) >>> 2]!
+    if (length > this.capacity - 4 || frameSize(length) > used) {
+      throw corrupt(`message length ${length} with ${used} bytes in flight`)
+    }
+    return length
   }
 
   /** Encodes `text` into the ring at `position` (through a temporary only if the slot wraps). */

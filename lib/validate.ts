@@ -61,13 +61,9 @@ export function validateOptions<T extends object>(
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw typeError(name, 'of type object', options)
   }
-  for (const key of Object.keys(options)) {
-    if (!allowed.includes(key)) {
-      throw coded(
-        new TypeError(`Unknown option "${key}" in "${name}"; known options: ${allowed.join(', ')}`),
-        'ERR_INVALID_ARG_VALUE',
-      )
-    }
+  // for-in, not Object.keys: no array is allocated (these calls sit on hot paths).
+  for (const key in options) {
+    if (!allowed.includes(key)) throw unknownOption(key, name, allowed)
   }
   return options as Partial<T>
 }
@@ -94,8 +90,23 @@ export function validateTimeout(value: unknown, name = 'timeout'): number {
  */
 export function timeoutOption(options: unknown): number {
   if (options === undefined) return -1
-  const { timeout } = validateOptions<{ timeout?: number }>(options, 'options', ['timeout'], false)
-  return validateTimeout(timeout, 'options.timeout')
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw typeError('options', 'of type object', options)
+  }
+  for (const key in options) if (key !== 'timeout') throw unknownOption(key, 'options', TIMEOUT_KEYS)
+  const timeout = (options as TimeoutOptions).timeout
+  if (timeout === undefined) return -1
+  if (typeof timeout === 'number' && timeout >= 0) return timeout === Infinity ? -1 : timeout
+  return validateTimeout(timeout, 'options.timeout') // throws the right error
+}
+
+const TIMEOUT_KEYS = ['timeout']
+
+function unknownOption(key: string, name: string, allowed: readonly string[]): TypeError {
+  return coded(
+    new TypeError(`Unknown option "${key}" in "${name}"; known options: ${allowed.join(', ')}`),
+    'ERR_INVALID_ARG_VALUE',
+  )
 }
 
 export function validateBoolean(value: unknown, name: string, fallback = false): boolean {

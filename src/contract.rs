@@ -16,6 +16,7 @@ pub struct MutexCellLayout {
     pub owner_pid: u32,
     pub owner_start: u32,
     pub acquisitions: u32,
+    pub sleepers: u32,
     /// The owner bits of the lock word, and its WAITERS bit.
     pub owner_mask: u32,
     pub waiters: u32,
@@ -89,6 +90,7 @@ pub fn contract() -> Contract {
             owner_pid: u(mutex::cell::OWNER_PID),
             owner_start: u(mutex::cell::OWNER_START),
             acquisitions: u(mutex::cell::ACQUISITIONS),
+            sleepers: u(mutex::cell::SLEEPERS),
             owner_mask: mutex::OWNER_MASK,
             waiters: mutex::WAITERS,
         },

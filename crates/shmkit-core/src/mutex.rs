@@ -167,7 +167,7 @@ impl MutexCell {
             return Some(Acquired { owner_died: false });
         }
         let current = self.state.load(Ordering::Relaxed);
-        if self.try_take_free(current, me, false) {
+        if self.try_take_free(current, me) {
             return Some(Acquired { owner_died: false });
         }
         if !self.is_held_by(current, me)
@@ -217,7 +217,7 @@ impl MutexCell {
     fn contend(&self, me: &ThreadIdentity, options: LockOptions) -> Result<Acquired> {
         for round in 0..SPIN_ROUNDS {
             let current = self.state.load(Ordering::Relaxed);
-            if current & OWNER_MASK == 0 && self.try_take_free(current, me, false) {
+            if current & OWNER_MASK == 0 && self.try_take_free(current, me) {
                 return Ok(Acquired { owner_died: false });
             }
             for _ in 0..(1u32 << round.min(5)) {
@@ -229,8 +229,8 @@ impl MutexCell {
         loop {
             let current = self.state.load(Ordering::Relaxed);
             if current & OWNER_MASK == 0 {
-                // Free. Take it with WAITERS set: other sleepers may exist and must not be lost.
-                if self.try_take_free(current, me, true) {
+                // Free. Take it with WAITERS set if other sleepers remain: they must not be lost.
+                if self.try_take_free(current, me) {
                     return Ok(Acquired { owner_died: false });
                 }
                 continue;
@@ -262,13 +262,21 @@ impl MutexCell {
         }
     }
 
-    /// One sleep on `sleeping_on`, for at most a liveness slice.
+    /// One sleep on `sleeping_on`, for at most a liveness slice. The sleeper counts itself in
+    /// `sleepers` BEFORE the kernel compares the word (sequentially consistent), so an unlock that
+    /// swapped the word and then reads `sleepers` as 0 knows nobody is asleep on the old value.
     fn sleep(&self, sleeping_on: u32, remaining: Option<Duration>) -> WaitOutcome {
         let slice = remaining.map_or(LIVENESS_SLICE, |r| r.min(LIVENESS_SLICE));
-        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         let outcome = platform::wait(&self.state, sleeping_on, Some(slice));
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
         outcome
+    }
+
+    /// Whether some thread may be asleep on the word (approximate upwards: a sleeper killed in
+    /// its sleep stays counted, which only costs wake-ups).
+    fn has_sleepers(&self) -> bool {
+        self.sleepers.load(Ordering::SeqCst) != 0
     }
 
     /// For `presume_dead_after`: true once a holder whose liveness is unknown has kept the
@@ -348,7 +356,7 @@ impl MutexCell {
     /// over from a holder that is (still) dead; `None` if a live thread holds it: wait again.
     pub fn lock_after_wait(&self, me: &ThreadIdentity, owner_dead: bool) -> Option<Acquired> {
         let current = self.state.load(Ordering::Relaxed);
-        if self.try_take_free(current, me, true) {
+        if self.try_take_free(current, me) {
             return Some(Acquired { owner_died: false });
         }
         let dead = owner_dead && !self.is_held_by(current, me) && {
@@ -393,8 +401,12 @@ impl MutexCell {
     #[cold]
     pub fn unlock_contended(&self) {
         self.owner_tid.store(0, Ordering::Relaxed);
-        let previous = self.state.swap(0, Ordering::Release);
-        if previous & WAITERS != 0 {
+        let previous = self.state.swap(0, Ordering::SeqCst);
+        // SYNC POINT (wake): a sleeper counts itself before the kernel compares the word, and we
+        // read the count after swapping the word: if we see no sleeper, any thread about to sleep
+        // will find the word changed and not sleep. WAITERS alone may be stale (set by a thread
+        // that then took the lock, or kept for sleepers since woken): no system call then.
+        if previous & WAITERS != 0 && self.has_sleepers() {
             platform::wake(&self.state, 1);
         }
     }
@@ -430,13 +442,10 @@ impl MutexCell {
             .is_ok()
     }
 
-    /// Takes a lock observed free in `current`, keeping WAITERS if it was set or `keep_waiters`.
-    fn try_take_free(&self, current: u32, me: &ThreadIdentity, keep_waiters: bool) -> bool {
-        let waiters = if keep_waiters {
-            WAITERS
-        } else {
-            current & WAITERS
-        };
+    /// Takes a lock observed free in `current`, with WAITERS set exactly when some thread may be
+    /// asleep on it (so its unlock wakes one; and only then makes a system call).
+    fn try_take_free(&self, current: u32, me: &ThreadIdentity) -> bool {
+        let waiters = if self.has_sleepers() { WAITERS } else { 0 };
         if current & OWNER_MASK == 0 && self.cas_acquire(current, me.tid | waiters) {
             self.record_owner(me);
             return true;
@@ -447,7 +456,8 @@ impl MutexCell {
     /// Takes the lock from the exact word `dead_state` judged dead: one CAS, so two waiters
     /// cannot both take it, and a holder that released in the meantime is never robbed.
     fn take_over(&self, dead_state: u32, me: &ThreadIdentity) -> bool {
-        if self.cas_acquire(dead_state, me.tid | WAITERS) {
+        let waiters = if self.has_sleepers() { WAITERS } else { 0 };
+        if self.cas_acquire(dead_state, me.tid | waiters) {
             let deaths = self.owner_deaths.load(Ordering::Relaxed);
             self.owner_deaths
                 .store(deaths.wrapping_add(1), Ordering::Relaxed);
