@@ -1,13 +1,16 @@
 // Lock benchmark: shmkit's mutex against a SharedArrayBuffer futex mutex (worker threads of one
-// process), Python's multiprocessing.Lock and the proper-lockfile package, in one run.
+// process), a C pthread mutex shared between processes (compiled here with cc; skipped with a
+// note where there is none), Python's multiprocessing.Lock and the proper-lockfile package, in
+// one run. The calls are written as users write them: `mutex.lock({ timeout })` and the guard.
 //
 //   node bench/locks.mjs [--quick] [--json FILE]
 //
-// Uncontended: lock+unlock in one thread, A/B rounds alternated. Contended: lock, increment a
-// plain counter, unlock, in 2 processes (shmkit) or 2 worker threads (SharedArrayBuffer) for a
-// fixed time; reports the total rate and each contender's share of the acquisitions (a lock
-// that starves one side can win throughput, so the shares matter as much as the rate).
-import { execFile, fork } from 'node:child_process'
+// Uncontended: lock+unlock in one thread, contenders alternated within each round. Contended:
+// lock, increment a plain counter, unlock, in 2, 4 and 8 processes (shmkit, pthread) or worker
+// threads (SharedArrayBuffer) for a fixed time; reports the total rate and each contender's
+// share of the acquisitions (a lock that starves one side can win throughput, so the shares
+// matter as much as the rate).
+import { execFile, execFileSync, fork } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -34,34 +37,51 @@ function uncontended() {
   Segment.unlink(segment.name)
   const mutex = segment.mutex
   const sab = new SabMutex(new Int32Array(new SharedArrayBuffer(64)), 0)
-  const shmkitRates = []
-  const sabRates = []
+  const contenders = {
+    // As the README writes it: a timeout on every call, and the guard.
+    shmkitTimeout: (n) => {
+      for (let i = 0; i < n; i++) mutex.lock({ timeout: 1000 }).unlock()
+    },
+    shmkit: (n) => {
+      for (let i = 0; i < n; i++) mutex.lock().unlock()
+    },
+    sab: (n) => {
+      for (let i = 0; i < n; i++) {
+        sab.lock()
+        sab.unlock()
+      }
+    },
+  }
+  const rates = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]))
+  const names = Object.keys(contenders)
   for (let round = 0; round < ROUNDS + 1; round++) {
-    const a = ratePerSecond(
-      (n) => {
-        for (let i = 0; i < n; i++) mutex.lock().unlock()
-      },
-      10_000,
-      ROUND_MS,
-    )
-    const b = ratePerSecond(
-      (n) => {
-        for (let i = 0; i < n; i++) {
-          sab.lock()
-          sab.unlock()
-        }
-      },
-      10_000,
-      ROUND_MS,
-    )
-    if (round > 0) {
-      // round 0 is warm-up
-      shmkitRates.push(a)
-      sabRates.push(b)
+    // A rotating order, so drift within a round hits every contender alike.
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(round + k) % names.length]
+      const rate = ratePerSecond(contenders[name], 10_000, ROUND_MS)
+      if (round > 0) rates[name].push(rate) // round 0 is warm-up
     }
   }
   segment.close()
-  results.uncontended = { shmkit: summary(shmkitRates), sab: summary(sabRates) }
+  results.uncontended = Object.fromEntries(names.map((name) => [name, summary(rates[name])]))
+}
+
+/** The C pthread anchor, compiled now; undefined (with the reason) where there is no compiler. */
+function pthreadBinary() {
+  const source = new URL('./contenders/pthread_lock.c', import.meta.url).pathname
+  const binary = path.join(os.tmpdir(), `shmkit-bench-pthread-${process.pid}`)
+  try {
+    execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', binary, source, '-lpthread'], { stdio: 'pipe' })
+    return { binary }
+  } catch (error) {
+    return { skipped: `no C compiler (${process.env.CC ?? 'cc'}): ${String(error.message).split('\n')[0]}` }
+  }
+}
+
+async function contendedPthread(binary, contenders) {
+  const { stdout } = await promisify(execFile)(binary, [String(contenders), String(CONTENDED_MS)], { timeout: 60_000 })
+  const { total, seconds, counts } = JSON.parse(stdout)
+  return { rate: total / seconds, shares: counts.map((c) => c / total) }
 }
 
 async function contendedShmkit(contenders) {
@@ -119,19 +139,26 @@ async function measureContention(flags, counter, reports) {
 
 async function contended() {
   const levels = quick ? [2] : [2, 4, 8]
+  const pthread = pthreadBinary()
+  results.pthread = pthread.skipped ? { skipped: pthread.skipped } : {}
   results.contended = {}
   for (const contenders of levels) {
-    const shmkit = []
-    const sab = []
+    const runs = { shmkit: [], sab: [], pthread: [] }
     for (let round = 0; round < (quick ? 1 : 3); round++) {
-      shmkit.push(await contendedShmkit(contenders))
-      sab.push(await contendedSab(contenders))
+      runs.shmkit.push(await contendedShmkit(contenders))
+      runs.sab.push(await contendedSab(contenders))
+      if (pthread.binary) runs.pthread.push(await contendedPthread(pthread.binary, contenders))
     }
-    results.contended[contenders] = {
-      shmkit: { ...summary(shmkit.map((r) => r.rate)), minShare: Math.min(...shmkit.flatMap((r) => r.shares)) },
-      sab: { ...summary(sab.map((r) => r.rate)), minShare: Math.min(...sab.flatMap((r) => r.shares)) },
-    }
+    results.contended[contenders] = Object.fromEntries(
+      Object.entries(runs)
+        .filter(([, r]) => r.length > 0)
+        .map(([name, r]) => [
+          name,
+          { ...summary(r.map((x) => x.rate)), minShare: Math.min(...r.flatMap((x) => x.shares)) },
+        ]),
+    )
   }
+  if (pthread.binary) fs.rmSync(pthread.binary, { force: true })
 }
 
 async function python() {
@@ -172,10 +199,11 @@ const u = results.uncontended
 const rows = [
   [
     'lock+unlock, uncontended',
-    'shmkit',
-    formatRate(u.shmkit.median),
-    `${(u.shmkit.median / u.sab.median).toFixed(2)}x SAB mutex`,
+    'shmkit lock({ timeout })',
+    formatRate(u.shmkitTimeout.median),
+    `${(u.shmkitTimeout.median / u.sab.median).toFixed(2)}x SAB mutex; ${(u.shmkitTimeout.median / u.shmkit.median).toFixed(2)}x lock()`,
   ],
+  ['', 'shmkit lock()', formatRate(u.shmkit.median), `${(u.shmkit.median / u.sab.median).toFixed(2)}x SAB mutex`],
   ['', 'SAB futex mutex (1 thread)', formatRate(u.sab.median), ''],
 ]
 if (results.python.uncontended)
@@ -183,20 +211,21 @@ if (results.python.uncontended)
     '',
     'Python multiprocessing.Lock',
     formatRate(results.python.uncontended),
-    `shmkit is ${(u.shmkit.median / results.python.uncontended).toFixed(0)}x`,
+    `shmkit is ${(u.shmkitTimeout.median / results.python.uncontended).toFixed(0)}x`,
   ])
 rows.push([
   '',
   'proper-lockfile (async)',
   formatRate(results.properLockfile.uncontended),
-  `shmkit is ${(u.shmkit.median / results.properLockfile.uncontended).toFixed(0)}x`,
+  `shmkit is ${(u.shmkitTimeout.median / results.properLockfile.uncontended).toFixed(0)}x`,
 ])
 for (const [n, r] of Object.entries(results.contended)) {
+  const pthreadRatio = r.pthread ? `, ${(r.shmkit.median / r.pthread.median).toFixed(2)}x pthread` : ''
   rows.push([
     `lock+inc+unlock, ${n} contenders`,
     `shmkit (${n} processes)`,
     formatRate(r.shmkit.median),
-    `${(r.shmkit.median / r.sab.median).toFixed(2)}x SAB; smallest share ${(r.shmkit.minShare * 100).toFixed(0)}%`,
+    `${(r.shmkit.median / r.sab.median).toFixed(2)}x SAB${pthreadRatio}; smallest share ${(r.shmkit.minShare * 100).toFixed(0)}%`,
   ])
   rows.push([
     '',
@@ -204,7 +233,15 @@ for (const [n, r] of Object.entries(results.contended)) {
     formatRate(r.sab.median),
     `smallest share ${(r.sab.minShare * 100).toFixed(0)}%`,
   ])
+  if (r.pthread)
+    rows.push([
+      '',
+      `C pthread mutex (${n} processes)`,
+      formatRate(r.pthread.median),
+      `smallest share ${(r.pthread.minShare * 100).toFixed(0)}%`,
+    ])
 }
+if (results.pthread.skipped) rows.push(['', 'C pthread mutex', 'skipped', results.pthread.skipped])
 if (results.python.contended)
   rows.push([
     'lock+inc+unlock, 2 contenders',
@@ -221,5 +258,15 @@ for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]))
 if (jsonPath)
   fs.writeFileSync(
     jsonPath,
-    JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2),
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        cpus: os.cpus().length,
+        cpu: os.cpus()[0]?.model,
+        results,
+      },
+      null,
+      2,
+    ),
   )

@@ -12,7 +12,7 @@ while (Atomics.load(flags, 0) === 0);
 let mine = 0
 while (Atomics.load(flags, 1) === 0) {
   for (let i = 0; i < 64; i++) {
-    const guard = mutex.lock()
+    const guard = mutex.lock({ timeout: 5000 }) // as the README writes it
     counter[0] += 1
     guard.unlock()
   }
