@@ -54,10 +54,10 @@ asRootWithNamespaces('defect 1: a live holder of another user hidden by /proc is
     'script.mjs',
     [
       `const hidden = (() => { try { require('node:fs').readFileSync('/proc/' + args[2] + '/stat'); return false } catch { return true } })()
-       const seg = shmkit.Segment.open(args[0])
+       const seg = shmkit.Segment.open(args[0], { owner: 0 })
        let outcome
        try { const g = seg.mutex.lock({ timeout: 400 }); outcome = g.ownerDied ? 'ownerDied' : 'acquired'; g.unlock() } catch (e) { outcome = e.code }
-       const auto = shmkit.Segment.open(args[1]); auto.close()
+       const auto = shmkit.Segment.open(args[1], { owner: 0 }); auto.close()
        seg.close()
        await send({ hidden, outcome, uid: process.getuid() })`,
       name,
@@ -81,7 +81,7 @@ asRootWithUsers('defect 2: a last closer that may not unlink reports it, and the
   const other = startFixture(
     'script.mjs',
     [
-      `const seg = shmkit.Segment.open(args[0])
+      `const seg = shmkit.Segment.open(args[0], { owner: 0 })
        await send('opened')
        await next((m) => m === 'close')
        try { seg.close(); await send('closed') } catch (e) { await send({ code: e.code, closed: seg.closed }) }`,

@@ -124,9 +124,9 @@ export class Channel<T = unknown> {
    */
   static open<M = unknown>(name: string, options?: ChannelOpenOptions): Channel<M> {
     validateName(name)
-    const { readyTimeout, wait } = openOptions(options, ['codec'])
+    const open = openOptions(options, ['codec'])
     const codec = validateCodec((options as ChannelOpenOptions | undefined)?.codec, 'codec')
-    return ready(Handle.open(name, readyTimeout, wait), readyTimeout, codec)
+    return ready(Handle.open(name, open), open.readyTimeoutMs, codec)
   }
 
   /**
@@ -136,22 +136,22 @@ export class Channel<T = unknown> {
    */
   static openOrCreate<C extends Codec = 'bytes'>(
     name: string,
-    options: ChannelCreateOptions<C> & Pick<OpenOptions, 'readyTimeout'>,
+    options: ChannelCreateOptions<C> & Pick<OpenOptions, 'readyTimeout' | 'owner'>,
   ): Channel<CodecValues[C]>
   static openOrCreate<M>(
     name: string,
-    options: ChannelCreateOptions<'json' | 'v8'> & Pick<OpenOptions, 'readyTimeout'>,
+    options: ChannelCreateOptions<'json' | 'v8'> & Pick<OpenOptions, 'readyTimeout' | 'owner'>,
   ): Channel<M>
   static openOrCreate(
     name: string,
-    options: ChannelCreateOptions & Pick<OpenOptions, 'readyTimeout'>,
+    options: ChannelCreateOptions & Pick<OpenOptions, 'readyTimeout' | 'owner'>,
   ): Channel<unknown> {
     validateName(name)
-    const { ringBytes, codec, native } = createOptions(options, ['readyTimeout'])
-    const readyTimeout = validateTimeout(options.readyTimeout, 'options.readyTimeout')
-    // The native side refuses an existing object of another kind or size (ring capacity).
-    const handle = Handle.openOrCreate(name, native, readyTimeout)
-    if (!handle.native.created) return ready(handle, readyTimeout, undefined)
+    const { ringBytes, codec, native } = createOptions(options, ['readyTimeout', 'owner'])
+    const open = openOptions({ readyTimeout: options.readyTimeout, owner: options.owner }, [])
+    // The native side refuses an existing object of another kind, size (ring capacity) or owner.
+    const handle = Handle.openOrCreate(name, native, open)
+    if (!handle.native.created) return ready(handle, open.readyTimeoutMs, undefined)
     initialise(handle, ringBytes, codec)
     return new Channel(CONSTRUCT, handle, codec)
   }

@@ -117,13 +117,15 @@ function list(json: boolean): number {
   if (segments.length === 0) console.log('No shmkit segments.')
   else {
     printTable(
-      ['NAME', 'KIND', 'SIZE', 'ATTACHED', 'LOCK', 'AUTO-UNLINK', 'AGE'],
+      ['NAME', 'KIND', 'SIZE', 'OWNER', 'MODE', 'ATTACHED', 'LOCK', 'AUTO-UNLINK', 'AGE'],
       segments.map((s) => {
         const { alive, dead } = attacherCounts(s)
         return [
           s.name,
           s.kind,
           formatBytes(s.size),
+          ownerLabel(s),
+          modeLabel(s),
           dead ? `${alive} (+${dead} dead)` : String(alive),
           lockSummary(s),
           s.autoUnlink ? 'yes' : 'no',
@@ -166,6 +168,14 @@ function inspectOne(name: string, json: boolean): number {
       s.autoUnlink ? 'yes: removed when its last attacher closes it or dies' : 'no: lives until unlinked',
     ],
   ]
+  if (s.owner !== undefined) {
+    const warning = s.foreign ? ': ANOTHER USER (opened only with the owner option: was the name squatted?)' : ''
+    lines.push(['owner', `${ownerLabel(s)}${warning}`])
+  }
+  if (s.mode !== undefined) {
+    const warning = s.widerThanAsked ? `: WIDER than the 0o${s.requestedMode.toString(8)} asked for at creation` : ''
+    lines.push(['mode', `${modeLabel(s)}${warning}`])
+  }
   if (s.doomed) lines.push(['state', 'being removed by its last closer'])
   lines.push(['attached', s.attachers.length ? '' : 'nobody'])
   for (const a of s.attachers)
@@ -260,6 +270,18 @@ function describeFailure(code: string | undefined, message: string): string {
   if (code === 'ENOENT') return 'no such segment'
   if (code === 'ERR_SHM_NOT_SHMKIT') return 'not a shmkit segment: left alone'
   return message
+}
+
+/** `1000 (alice)`, flagged with `!` when it is another user. */
+function ownerLabel(s: SegmentInspection): string {
+  if (s.owner === undefined) return '-'
+  return `${s.foreign ? '!' : ''}${s.owner}${s.ownerName ? ` (${s.ownerName})` : ''}`
+}
+
+/** `0o600`, flagged with `!` when wider than asked for at creation. */
+function modeLabel(s: SegmentInspection): string {
+  if (s.mode === undefined) return '-'
+  return `${s.widerThanAsked ? '!' : ''}0o${s.mode.toString(8).padStart(3, '0')}`
 }
 
 function attacherCounts(s: SegmentInspection): { alive: number; dead: number } {

@@ -3,7 +3,7 @@
 // classes (`Segment`, `Mutex`, `Channel`) hold only a `Handle`, behind the `HANDLE` symbol.
 
 import { stateError } from './errors'
-import { CONTRACT, NativeSegment, type NativeCreateOptions, type WaitToken } from './native'
+import { CONTRACT, NativeSegment, type NativeCreateOptions, type NativeOpenOptions, type WaitToken } from './native'
 
 /** What a segment holds: its `kind` in the header. */
 export type Kind = 'segment' | 'channel'
@@ -72,12 +72,12 @@ export class Handle {
     return new Handle(NativeSegment.create(name, options))
   }
 
-  static open(name: string, readyTimeoutMs: number, waitMs: number): Handle {
-    return new Handle(NativeSegment.open(name, readyTimeoutMs, waitMs))
+  static open(name: string, options: NativeOpenOptions): Handle {
+    return new Handle(NativeSegment.open(name, options))
   }
 
-  static openOrCreate(name: string, options: NativeCreateOptions, readyTimeoutMs: number): Handle {
-    return new Handle(NativeSegment.openOrCreate(name, options, readyTimeoutMs))
+  static openOrCreate(name: string, options: NativeCreateOptions, open: NativeOpenOptions): Handle {
+    return new Handle(NativeSegment.openOrCreate(name, options, open))
   }
 
   /** This thread's state of lock cell `cell`, shared by its mappings of this segment instance. */

@@ -63,6 +63,16 @@ export interface SegmentInspection {
   placedMutexes: { offset: number; role?: 'send lock' | 'receive lock'; mutex: MutexStats }[]
   /** For a channel: its traffic. */
   channel?: ChannelStats
+  /** The OS object's owner (user id, and name when known); absent where the OS has none (Windows). */
+  owner?: number
+  ownerName?: string
+  /** Its permission bits now, and those asked for at creation. */
+  mode?: number
+  requestedMode: number
+  /** Owned by another user than this process's: opened only with the `owner` option. */
+  foreign: boolean
+  /** Its mode grants more than was asked for at creation: someone widened it. */
+  widerThanAsked: boolean
 }
 
 export function mutexStats(report: NativeMutexReport): MutexStats {
@@ -111,6 +121,9 @@ export function segmentInspection(report: NativeInspection): SegmentInspection {
     overflow: report.overflow,
     doomed: report.doomed,
     headerMutex: mutexStats(report.headerMutex),
+    requestedMode: report.requestedMode,
+    foreign: report.foreign,
+    widerThanAsked: report.widerThanAsked,
     placedMutexes: report.placedMutexes.map(({ offset, mutex }) => {
       const role =
         kind !== 'channel'
@@ -124,5 +137,8 @@ export function segmentInspection(report: NativeInspection): SegmentInspection {
     }),
   }
   if (kind === 'channel') inspection.channel = channelStats(report.dataWords)
+  if (report.owner != null) inspection.owner = report.owner
+  if (report.ownerName != null) inspection.ownerName = report.ownerName
+  if (report.mode != null) inspection.mode = report.mode
   return inspection
 }

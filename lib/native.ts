@@ -10,6 +10,7 @@ export const { NativeSegment, WaitToken, currentThreadIdentity, contract } = loa
 export type NativeSegment = Binding.NativeSegment
 export type WaitToken = Binding.WaitToken
 export type NativeCreateOptions = Binding.NativeCreateOptions
+export type NativeOpenOptions = Binding.NativeOpenOptions
 export type NativeInspection = Binding.SegmentInspection
 export type NativeMutexReport = Binding.MutexReport
 

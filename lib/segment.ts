@@ -18,6 +18,7 @@ import {
   validateSignal,
   validateTimeout,
   type AsyncOptions,
+  type OwnerOption,
   type TimeoutOptions,
 } from './validate'
 import { nativeWait } from './waiting'
@@ -43,6 +44,12 @@ export interface CreateOptions {
 }
 
 export interface OpenOptions {
+  /**
+   * Whose segment to accept: by default only one owned by this process's user, because any user
+   * can create a name in /dev/shm first and then read or feed what you exchange
+   * (`ERR_SHM_FOREIGN_OWNER`). A user id, a list of them, or `'any'` allows others explicitly.
+   */
+  owner?: OwnerOption
   /**
    * How long to wait, in ms, for a segment that does not exist yet (its creator has not started):
    * `ENOENT` only after that. Default 0: `ENOENT` at once. `Infinity`: no limit.
@@ -89,8 +96,7 @@ export class Segment {
    */
   static open(name: string, options?: OpenOptions): Segment {
     validateName(name)
-    const { readyTimeout, wait } = openOptions(options, [])
-    return new Segment(CONSTRUCT, Handle.open(name, readyTimeout, wait))
+    return new Segment(CONSTRUCT, Handle.open(name, openOptions(options, [])))
   }
 
   /**
@@ -98,11 +104,11 @@ export class Segment {
    * it (`seg.created` tells which), the others wait for it to be ready. Throws
    * `ERR_SHM_SIZE_MISMATCH` if it exists with another size.
    */
-  static openOrCreate(name: string, options: CreateOptions & Pick<OpenOptions, 'readyTimeout'>): Segment {
+  static openOrCreate(name: string, options: CreateOptions & Pick<OpenOptions, 'readyTimeout' | 'owner'>): Segment {
     validateName(name)
-    const native = nativeCreateOptions(options, 'segment', ['readyTimeout'])
-    const readyTimeout = validateTimeout((options as OpenOptions).readyTimeout, 'options.readyTimeout')
-    return new Segment(CONSTRUCT, Handle.openOrCreate(name, native, readyTimeout))
+    const native = nativeCreateOptions(options, 'segment', ['readyTimeout', 'owner'])
+    const { readyTimeout, owner } = options as OpenOptions
+    return new Segment(CONSTRUCT, Handle.openOrCreate(name, native, openOptions({ readyTimeout, owner }, [])))
   }
 
   /**

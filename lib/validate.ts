@@ -4,7 +4,7 @@
 
 import { coded, rangeError, typeError } from './errors'
 import type { Kind } from './handle'
-import { CONTRACT, type NativeCreateOptions } from './native'
+import { CONTRACT, type NativeCreateOptions, type NativeOpenOptions } from './native'
 
 /** Longest segment name, in bytes. */
 export const MAX_NAME_LENGTH: number = CONTRACT.maxNameLength
@@ -132,20 +132,38 @@ export function nativeCreateOptions(options: unknown, kind: Kind, extra: readonl
   }
 }
 
-/** Validates `{ wait, readyTimeout }` (plus `extra` keys): ms for native, -1 for "no limit"/"not at all". */
-export function openOptions(options: unknown, extra: readonly string[]): { readyTimeout: number; wait: number } {
-  const { readyTimeout, wait } = validateOptions<{ readyTimeout?: number; wait?: number }>(
+/**
+ * Whose segments an open accepts: a user id, a list of them, or `'any'`; by default only this
+ * process's user (a name in /dev/shm can be taken by any user first).
+ */
+export type OwnerOption = number | readonly number[] | 'any'
+
+/** Validates `{ wait, readyTimeout, owner }` (plus `extra` keys) for the native side. */
+export function openOptions(options: unknown, extra: readonly string[]): NativeOpenOptions {
+  const { readyTimeout, wait, owner } = validateOptions<{ readyTimeout?: number; wait?: number; owner?: unknown }>(
     options,
     'options',
-    ['wait', 'readyTimeout', ...extra],
+    ['wait', 'readyTimeout', 'owner', ...extra],
     false,
   )
   const waitMs = wait === undefined ? -1 : validateTimeout(wait, 'options.wait')
   return {
-    readyTimeout: validateTimeout(readyTimeout, 'options.readyTimeout'),
+    readyTimeoutMs: validateTimeout(readyTimeout, 'options.readyTimeout'),
     // "no limit" for `wait` is a huge timeout natively (-1 there means: do not wait).
-    wait: wait === Infinity ? Number.MAX_VALUE : waitMs,
+    waitMs: wait === Infinity ? Number.MAX_VALUE : waitMs,
+    ...ownerOption(owner),
   }
+}
+
+/** Validates the `owner` option: `{ owners, anyOwner }` as the native side takes it. */
+export function ownerOption(owner: unknown): { owners: number[]; anyOwner: boolean } {
+  if (owner === undefined) return { owners: [], anyOwner: false }
+  if (owner === 'any') return { owners: [], anyOwner: true }
+  const uids = typeof owner === 'number' ? [owner] : owner
+  if (!Array.isArray(uids) || uids.length === 0) {
+    throw typeError('options.owner', "a user id, a non-empty array of user ids, or 'any'", owner)
+  }
+  return { owners: uids.map((uid, i) => validateInteger(uid, `options.owner[${i}]`, 0, 2 ** 32 - 2)), anyOwner: false }
 }
 
 export function validateSize(value: unknown): number {

@@ -87,6 +87,17 @@ pub struct SegmentInspection {
     pub placed_mutexes: Vec<PlacedMutexReport>,
     /// The first 32-bit words of the data area (a channel's control block).
     pub data_words: Vec<u32>,
+    /// The OS object's owner (user id, and name when known) and permission bits; absent where
+    /// the OS has none (Windows).
+    pub owner: Option<u32>,
+    pub owner_name: Option<String>,
+    pub mode: Option<u32>,
+    /// The permission bits asked for at creation.
+    pub requested_mode: u32,
+    /// Owned by another user than this process's.
+    pub foreign: bool,
+    /// Its mode grants more than was asked for at creation (someone widened it).
+    pub wider_than_asked: bool,
 }
 
 #[napi(object)]
@@ -126,6 +137,17 @@ impl From<SegmentReport> for SegmentInspection {
                 })
                 .collect(),
             data_words: report.data_words,
+            owner_name: report.owner.and_then(shmkit_core::platform::user_name),
+            foreign: report
+                .owner
+                .zip(shmkit_core::platform::effective_uid())
+                .is_some_and(|(owner, me)| owner != me),
+            wider_than_asked: report
+                .mode
+                .is_some_and(|mode| mode & !report.info.mode != 0),
+            requested_mode: report.info.mode,
+            owner: report.owner,
+            mode: report.mode,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use shmkit_core::mutex::{Acquired, LockWait};
+use shmkit_core::segment::{OpenOptions, Owners};
 use shmkit_core::{CreateOptions, Kind, MutexCell, Segment, WaitOutcome};
 
 use crate::buffers::{self, RawValue};
@@ -69,8 +70,32 @@ fn create_options(options: &NativeCreateOptions) -> Result<CreateOptions, Code> 
     })
 }
 
-fn ready_timeout(ms: f64) -> Duration {
-    timeouts::from_millis(ms).unwrap_or(shmkit_core::segment::DEFAULT_READY_TIMEOUT)
+/// What `open`/`openOrCreate` pass down, already validated.
+#[napi(object)]
+pub struct NativeOpenOptions {
+    /// How long to wait for a creator still initialising it (negative: the default 2 s).
+    pub ready_timeout_ms: f64,
+    /// How long to wait for it to appear (negative: not at all).
+    pub wait_ms: f64,
+    /// Owners accepted besides nobody (empty: this user only), unless `any_owner`.
+    pub owners: Vec<u32>,
+    pub any_owner: bool,
+}
+
+fn open_options(options: &NativeOpenOptions) -> OpenOptions {
+    OpenOptions {
+        ready_timeout: timeouts::from_millis(options.ready_timeout_ms)
+            .unwrap_or(shmkit_core::segment::DEFAULT_READY_TIMEOUT),
+        wait: (options.wait_ms >= 0.0)
+            .then(|| timeouts::from_millis(options.wait_ms).unwrap_or(Duration::MAX)),
+        owners: if options.any_owner {
+            Owners::Any
+        } else if options.owners.is_empty() {
+            Owners::Me
+        } else {
+            Owners::Uids(options.owners.clone())
+        },
+    }
 }
 
 #[napi]
@@ -89,14 +114,10 @@ impl NativeSegment {
         Ok(Self::wrap(segment, true))
     }
 
-    /// Opens `name`; waits up to `wait_ms` for it to appear (negative: not at all), and up to
-    /// `ready_timeout_ms` for its creator to finish initialising it.
+    /// Opens `name` as `options` say (see `NativeOpenOptions`).
     #[napi(factory)]
-    pub fn open(name: String, ready_timeout_ms: f64, wait_ms: f64) -> Result<Self, Code> {
-        let wait =
-            (wait_ms >= 0.0).then(|| timeouts::from_millis(wait_ms).unwrap_or(Duration::MAX));
-        let segment =
-            Segment::open_waiting(&name, ready_timeout(ready_timeout_ms), wait).map_err(to_js)?;
+    pub fn open(name: String, options: NativeOpenOptions) -> Result<Self, Code> {
+        let segment = Segment::open_with(&name, &open_options(&options)).map_err(to_js)?;
         Ok(Self::wrap(segment, false))
     }
 
@@ -104,12 +125,11 @@ impl NativeSegment {
     pub fn open_or_create(
         name: String,
         options: NativeCreateOptions,
-        ready_timeout_ms: f64,
+        open: NativeOpenOptions,
     ) -> Result<Self, Code> {
         let options = create_options(&options)?;
         let (segment, created) =
-            Segment::open_or_create(&name, options, ready_timeout(ready_timeout_ms))
-                .map_err(to_js)?;
+            Segment::open_or_create_with(&name, options, &open_options(&open)).map_err(to_js)?;
         Ok(Self::wrap(segment, created))
     }
 

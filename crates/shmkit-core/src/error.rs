@@ -44,6 +44,8 @@ pub enum ErrorCode {
     ChannelEnded,
     /// `ERR_SHM_WRONG_KIND`: a channel opened as a segment's peer expects, or the reverse.
     WrongKind,
+    /// `ERR_SHM_FOREIGN_OWNER`: the segment is owned by a user the opener does not accept.
+    ForeignOwner,
     /// Any other OS error, by errno.
     Os(i32),
 }
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::Closed => "ERR_SHM_CLOSED",
             ErrorCode::SizeMismatch => "ERR_SHM_SIZE_MISMATCH",
             ErrorCode::WrongKind => "ERR_SHM_WRONG_KIND",
+            ErrorCode::ForeignOwner => "ERR_SHM_FOREIGN_OWNER",
             ErrorCode::Cancelled => "ABORT_ERR",
             ErrorCode::ChannelEnded => "ERR_SHM_CHANNEL_ENDED",
             ErrorCode::Os(errno) => errno_name(*errno),
@@ -183,6 +186,10 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
     (
         "ERR_SHM_CHANNEL_ENDED",
         "the channel's stream was ended (and, for receivers, drained)",
+    ),
+    (
+        "ERR_SHM_FOREIGN_OWNER",
+        "owned by a user the opener does not accept (a squatted name?)",
     ),
     (
         "ERR_SHM_NOT_LOCKED",

@@ -13,8 +13,8 @@
 //!     32    8 created_unix_ms  creation time
 //!     40    4 creator_pid
 //!     44    4 name_len         bytes of the name at offset 256
-//!     48    4 checksum         FNV-1a (folded to 32 bits) of bytes 8..48, 56..64 and the name
-//!     52    4 reserved
+//!     48    4 checksum         FNV-1a (folded to 32 bits) of bytes 8..48, 52..64 and the name
+//!     52    4 mode             the permission bits asked for at creation (for introspection)
 //!     56    8 instance         random, per creation: tells apart two segments of one name
 //!     64   64 header mutex     see docs/LOCKING.md
 //!    128   72 attach mutex, doomed flag, overflow count (see attach.rs)
@@ -50,6 +50,7 @@ pub const OFF_CREATED_MS: usize = 32;
 pub const OFF_CREATOR_PID: usize = 40;
 pub const OFF_NAME_LEN: usize = 44;
 pub const OFF_CHECKSUM: usize = 48;
+pub const OFF_MODE: usize = 52;
 pub const OFF_INSTANCE: usize = 56;
 /// Where the header mutex lives, from the start of the segment.
 pub const OFF_HEADER_MUTEX: usize = 64;
@@ -114,6 +115,9 @@ pub struct HeaderInfo {
     /// Random, chosen at creation: two segments created under one name one after the other
     /// have different instances (a process may still have the first one mapped).
     pub instance: u64,
+    /// The permission bits asked for at creation (the object's own mode may since have been
+    /// widened with chmod: introspection compares the two).
+    pub mode: u32,
 }
 
 /// Outcome of looking at a header that may still be under construction.
@@ -174,10 +178,10 @@ impl RawHeader {
     }
 
     fn checksum(&self, name: &[u8]) -> u32 {
-        let mut bytes = Vec::with_capacity(CHECKSUMMED.len() + 8 + name.len());
+        let mut bytes = Vec::with_capacity(CHECKSUMMED.len() + 12 + name.len());
         for offset in CHECKSUMMED
             .step_by(4)
-            .chain([OFF_INSTANCE, OFF_INSTANCE + 4])
+            .chain([OFF_MODE, OFF_INSTANCE, OFF_INSTANCE + 4])
         {
             bytes.extend_from_slice(&self.u32_at(offset).load(Ordering::Relaxed).to_le_bytes());
         }
@@ -212,6 +216,7 @@ impl RawHeader {
         self.write_name(info.name.as_bytes());
         self.u64_at(OFF_INSTANCE)
             .store(info.instance, Ordering::Relaxed);
+        self.u32_at(OFF_MODE).store(info.mode, Ordering::Relaxed);
         let checksum = self.checksum(info.name.as_bytes());
         self.u32_at(OFF_CHECKSUM).store(checksum, Ordering::Relaxed);
         // SYNC POINT (creator): publishes every store above to openers that see the magic.
@@ -282,6 +287,7 @@ impl RawHeader {
             name,
             auto_unlink: flags & FLAG_AUTO_UNLINK != 0,
             instance: self.u64_at(OFF_INSTANCE).load(Ordering::Relaxed),
+            mode: self.u32_at(OFF_MODE).load(Ordering::Relaxed) & 0o7777,
         }))
     }
 }
@@ -300,6 +306,7 @@ mod tests {
             name: "jobs".into(),
             auto_unlink: true,
             instance: 0x1234_5678_9abc_def0,
+            mode: 0o600,
         }
     }
 

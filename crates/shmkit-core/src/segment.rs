@@ -52,6 +52,40 @@ impl CreateOptions {
     }
 }
 
+/// Whose segments an open accepts. A name in /dev/shm can be taken by any user first (the
+/// squatting attack on shared names), so by default only the calling user's segments are opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Owners {
+    /// Only segments owned by this process's effective user (the default).
+    #[default]
+    Me,
+    /// Segments owned by any of these user ids.
+    Uids(Vec<u32>),
+    /// Any owner: for segments shared across users on purpose.
+    Any,
+}
+
+/// How to open a segment.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// How long to wait for a creator that is still initialising the segment.
+    pub ready_timeout: Duration,
+    /// How long to wait for a segment that does not exist yet (`None`: `NotFound` at once).
+    pub wait: Option<Duration>,
+    /// Whose segments to accept (checked on the descriptor mapped, with `fstat`).
+    pub owners: Owners,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            wait: None,
+            owners: Owners::Me,
+        }
+    }
+}
+
 /// A mapped, validated segment, recorded in the segment's attach table. [`detach`] forgets the
 /// attachment and, for a segment created with `auto_unlink` whose last live attacher this was,
 /// unlinks it; dropping forgets the attachment too (if `detach` did not) and unmaps, but never
@@ -80,6 +114,9 @@ pub struct SegmentReport {
     pub placed_mutexes: Vec<(usize, MutexStats)>,
     /// The first bytes of the data area as 32-bit words (channels keep their indices there).
     pub data_words: Vec<u32>,
+    /// The OS object's owner and permission bits (`None` where the OS has none).
+    pub owner: Option<u32>,
+    pub mode: Option<u32>,
 }
 
 impl Segment {
@@ -114,16 +151,22 @@ impl Segment {
             name: name.to_owned(),
             auto_unlink: options.auto_unlink,
             instance: header::new_instance(),
+            mode: options.mode,
         };
         // Attach before publishing the header: nobody (not even a garbage collector) can see an
-        // auto-unlink segment with no attacher. The mapping is still the crate's "owner" here, so
-        // a failed attach unlinks the half-made segment.
-        let mut segment = Segment::attach(mapping, info, name::os_id(name))?;
+        // auto-unlink segment with no attacher. A failed attach removes the half-made segment.
+        let os_id = name::os_id(name);
+        let segment = match Segment::attach(mapping, info, os_id.clone()) {
+            Ok(segment) => segment,
+            Err(err) => {
+                let _ = shm::unlink(&os_id);
+                return Err(err);
+            }
+        };
         // SAFETY: the mapping is page-aligned, `total` >= header_size bytes long, and lives in
         // `segment`, which outlives this temporary view.
         let raw = unsafe { RawHeader::new(segment.mapping.as_ptr(), header_size) };
         raw.initialize(&segment.info);
-        segment.mapping.keep();
         Ok(segment)
     }
 
@@ -166,7 +209,7 @@ impl Segment {
     /// Reaps dead attachers of segment `name` without attaching and, for an `auto_unlink`
     /// segment with no live attacher left, removes it. Returns whether it was removed.
     pub fn collect(name: &str) -> Result<bool> {
-        let (mapping, info) = Self::open_mapping(name, DEFAULT_READY_TIMEOUT)?;
+        let (mapping, info) = Self::open_mapping(name, DEFAULT_READY_TIMEOUT, None)?;
         // SAFETY: as in `attach`.
         let table = unsafe { AttachTable::new(mapping.as_ptr()) };
         let os_id = name::os_id(name);
@@ -175,7 +218,7 @@ impl Segment {
 
     /// Describes segment `name` without attaching to it.
     pub fn inspect(name: &str) -> Result<SegmentReport> {
-        let (mapping, info) = Self::open_mapping(name, DEFAULT_READY_TIMEOUT)?;
+        let (mapping, info) = Self::open_mapping(name, DEFAULT_READY_TIMEOUT, None)?;
         // SAFETY: as in `attach`.
         let table = unsafe { AttachTable::new(mapping.as_ptr()) };
         // SAFETY: the header mutex cell lies in the header page, 8-aligned.
@@ -204,13 +247,22 @@ impl Segment {
             header_mutex: mutex.stats(),
             placed_mutexes,
             data_words,
+            owner: mapping.owner(),
+            mode: mapping.mode(),
             info,
         })
     }
 
-    /// Opens segment `name`, waiting up to `ready_timeout` for a concurrent creator to finish.
+    /// Opens segment `name` (owned by this user), waiting up to `ready_timeout` for a concurrent
+    /// creator to finish.
     pub fn open(name: &str, ready_timeout: Duration) -> Result<Segment> {
-        Self::open_waiting(name, ready_timeout, None)
+        Self::open_with(
+            name,
+            &OpenOptions {
+                ready_timeout,
+                ..OpenOptions::default()
+            },
+        )
     }
 
     /// Like [`open`](Self::open), but a segment that does not exist yet is waited for, up to
@@ -220,10 +272,23 @@ impl Segment {
         ready_timeout: Duration,
         wait: Option<Duration>,
     ) -> Result<Segment> {
-        let appear_by = wait.map(|w| platform::deadline_after(Some(w)));
+        Self::open_with(
+            name,
+            &OpenOptions {
+                ready_timeout,
+                wait,
+                owners: Owners::Me,
+            },
+        )
+    }
+
+    /// Opens segment `name` as `options` say: waiting for it to appear, and refusing one whose
+    /// owner is not accepted (`ForeignOwner`), checked on the descriptor mapped.
+    pub fn open_with(name: &str, options: &OpenOptions) -> Result<Segment> {
+        let appear_by = options.wait.map(|w| platform::deadline_after(Some(w)));
         let mut pause = Duration::from_micros(100);
         loop {
-            match Self::open_attached(name, ready_timeout) {
+            match Self::open_attached(name, options) {
                 Err(err)
                     if err.code() == ErrorCode::NotFound
                         && appear_by.is_some_and(|d| d.is_none_or(|d| Instant::now() < d)) =>
@@ -236,10 +301,11 @@ impl Segment {
         }
     }
 
-    fn open_attached(name: &str, ready_timeout: Duration) -> Result<Segment> {
-        let deadline = platform::deadline_after(Some(ready_timeout));
+    fn open_attached(name: &str, options: &OpenOptions) -> Result<Segment> {
+        let deadline = platform::deadline_after(Some(options.ready_timeout));
         loop {
-            let (mapping, info) = Self::open_mapping(name, ready_timeout)?;
+            let (mapping, info) =
+                Self::open_mapping(name, options.ready_timeout, Some(&options.owners))?;
             match Segment::attach(mapping, info, name::os_id(name)) {
                 // A closer is removing it: the next open finds the name gone, or a new segment.
                 Err(err)
@@ -254,12 +320,18 @@ impl Segment {
     }
 
     /// Maps and validates segment `name` without attaching.
-    fn open_mapping(name: &str, ready_timeout: Duration) -> Result<(Mapping, HeaderInfo)> {
+    /// With `owners`, a mapping of an owner they do not accept is refused before anything in it
+    /// is read.
+    fn open_mapping(
+        name: &str,
+        ready_timeout: Duration,
+        owners: Option<&Owners>,
+    ) -> Result<(Mapping, HeaderInfo)> {
         name::validate(name)?;
         let os_id = name::os_id(name);
         let deadline = platform::deadline_after(Some(ready_timeout));
         loop {
-            match Self::try_open(name, &os_id)? {
+            match Self::try_open(name, &os_id, owners)? {
                 Some(opened) => return Ok(opened),
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     return Err(Error::new(
@@ -276,7 +348,11 @@ impl Segment {
     }
 
     /// One attempt: `Ok(None)` while the creator is still writing the header.
-    fn try_open(name: &str, os_id: &str) -> Result<Option<(Mapping, HeaderInfo)>> {
+    fn try_open(
+        name: &str,
+        os_id: &str,
+        owners: Option<&Owners>,
+    ) -> Result<Option<(Mapping, HeaderInfo)>> {
         let mapping = match Mapping::open(os_id) {
             Ok(mapping) => mapping,
             // A zero-length object cannot be mapped: the creator has not sized it yet.
@@ -298,6 +374,9 @@ impl Segment {
             }
             Err(err) => return Err(err),
         };
+        if let Some(owners) = owners {
+            check_owner(name, &mapping, owners)?;
+        }
         if mapping.len() < header::MIN_HEADER_SIZE {
             return Err(Error::new(
                 ErrorCode::NotShmkit,
@@ -333,6 +412,20 @@ impl Segment {
         options: CreateOptions,
         ready_timeout: Duration,
     ) -> Result<(Segment, bool)> {
+        let open = OpenOptions {
+            ready_timeout,
+            ..OpenOptions::default()
+        };
+        Self::open_or_create_with(name, options, &open)
+    }
+
+    /// [`open_or_create`](Self::open_or_create) with open options: an existing segment of an
+    /// owner `open` does not accept is refused (`ForeignOwner`), never quietly adopted.
+    pub fn open_or_create_with(
+        name: &str,
+        options: CreateOptions,
+        open: &OpenOptions,
+    ) -> Result<(Segment, bool)> {
         const ATTEMPTS: usize = 100;
         for _ in 0..ATTEMPTS {
             match Self::create(name, options) {
@@ -340,7 +433,11 @@ impl Segment {
                 Err(err) if err.code() == ErrorCode::AlreadyExists => {}
                 Err(err) => return Err(err),
             }
-            match Self::open(name, ready_timeout) {
+            let existing = OpenOptions {
+                wait: None,
+                ..open.clone()
+            };
+            match Self::open_with(name, &existing) {
                 Ok(segment) if segment.info.kind != options.kind => {
                     return Err(Error::new(
                         ErrorCode::WrongKind,
@@ -392,7 +489,7 @@ impl Segment {
     pub fn unlink_kind(name: &str, kind: Option<Kind>) -> Result<()> {
         name::validate(name)?;
         if let Some(expected) = kind {
-            if let Ok(Some((_, info))) = Self::try_open(name, &name::os_id(name)) {
+            if let Ok(Some((_, info))) = Self::try_open(name, &name::os_id(name), None) {
                 if info.kind != expected {
                     return Err(Error::new(
                         ErrorCode::WrongKind,
@@ -415,6 +512,16 @@ impl Segment {
 
     pub fn name(&self) -> &str {
         &self.info.name
+    }
+
+    /// The user id owning the OS object (`None` where the OS has none: Windows).
+    pub fn owner(&self) -> Option<u32> {
+        self.mapping.owner()
+    }
+
+    /// The OS object's permission bits (`None` on Windows).
+    pub fn mode(&self) -> Option<u32> {
+        self.mapping.mode()
     }
 
     pub fn info(&self) -> &HeaderInfo {
@@ -540,6 +647,34 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// Refuses a mapping whose owner `owners` does not accept.
+fn check_owner(name: &str, mapping: &Mapping, owners: &Owners) -> Result<()> {
+    let (Some(owner), Some(me)) = (mapping.owner(), platform::effective_uid()) else {
+        return Ok(()); // no Unix owners here (Windows)
+    };
+    let accepted = match owners {
+        Owners::Any => true,
+        Owners::Me => owner == me,
+        Owners::Uids(uids) => uids.contains(&owner),
+    };
+    if accepted {
+        return Ok(());
+    }
+    let expected = match owners {
+        Owners::Uids(uids) => format!("uid {uids:?}"),
+        _ => format!("this user (uid {me})"),
+    };
+    Err(Error::new(
+        ErrorCode::ForeignOwner,
+        format!(
+            "{name:?} is owned by uid {owner}{}, not by {expected}: another user may have created \
+             it first to read or feed what you exchange. If that user is expected, open it with \
+             the owner option (owner: {owner}, or 'any')",
+            platform::user_name(owner).map_or(String::new(), |n| format!(" ({n})"))
+        ),
+    ))
 }
 
 /// Slot `slot` of the placed-mutex notes in the header at `base`.

@@ -54,6 +54,7 @@ fn valid_header() -> Vec<AtomicU64> {
         name: "fuzzed".into(),
         auto_unlink: false,
         instance: 3,
+        mode: 0o600,
     });
     memory
 }

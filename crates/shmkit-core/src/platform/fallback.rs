@@ -5,10 +5,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Liveness, ThreadIdentity};
 
+pub use super::portable::object::{open as open_object, MappedObject};
 pub use super::portable::{
-    current_process, finish_create, list_shm_names, page_size, process_liveness, shm_object_name,
-    unlink_shm, wait, wake,
+    current_process, effective_uid, list_shm_names, page_size, process_liveness, shm_object_name,
+    unlink_shm, user_name, wait, wake,
 };
+
+/// Creates and maps a new object (nothing to reserve outside Linux's tmpfs).
+pub fn create_object(
+    os_id: &str,
+    size: usize,
+    mode: u32,
+    reserve: bool,
+) -> crate::Result<MappedObject> {
+    let _ = reserve;
+    super::portable::object::create(os_id, size, mode, super::portable::reserve)
+}
 
 pub fn current_thread() -> ThreadIdentity {
     /// Threads started so far: tells apart two threads that used the same slot one after the

@@ -7,26 +7,28 @@ use std::time::Duration;
 
 use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
-pub use super::portable::{page_size, shm_object_name, unlink_shm};
-use super::portable::{set_mode, with_shm_fd};
+pub use super::portable::object::{open as open_object, MappedObject};
+pub use super::portable::{effective_uid, page_size, shm_object_name, unlink_shm, user_name};
 
-/// Applies `mode` exactly and, with `reserve_pages`, reserves every page now, so a full /dev/shm
-/// is an `ENOSPC` here rather than a SIGBUS on first write.
-pub fn finish_create(
+/// Creates and maps a new object (see `portable::object::create`); with `reserve_pages`,
+/// reserves every page now, so a full /dev/shm is an `ENOSPC` here rather than a SIGBUS on first
+/// write.
+pub fn create_object(
     os_id: &str,
     size: usize,
     mode: u32,
     reserve_pages: bool,
-) -> crate::Result<()> {
-    with_shm_fd(os_id, |fd| {
-        set_mode(fd, mode)?;
+) -> crate::Result<MappedObject> {
+    super::portable::object::create(os_id, size, mode, |fd, size| {
         if reserve_pages {
-            reserve(fd, size)?;
+            reserve(fd, size)
+        } else {
+            Ok(())
         }
-        Ok(())
     })
 }
 
+/// `posix_fallocate`: the pages exist now, or the creation fails with `ENOSPC`.
 fn reserve(fd: libc::c_int, size: usize) -> crate::Result<()> {
     use crate::error::{Error, ErrorCode};
     // SAFETY: posix_fallocate on a descriptor the caller owns; it returns the errno instead of

@@ -14,7 +14,20 @@ use std::time::{Duration, Instant};
 
 use super::{Liveness, ProcessIdentity, ThreadIdentity, WaitOutcome};
 
-pub use super::portable::{finish_create, list_shm_names, page_size, unlink_shm};
+pub use super::portable::object::{open as open_object, MappedObject};
+pub use super::portable::{effective_uid, list_shm_names, page_size, unlink_shm, user_name};
+
+/// Creates and maps a new object (nothing to reserve: macOS backs POSIX shm with anonymous
+/// memory).
+pub fn create_object(
+    os_id: &str,
+    size: usize,
+    mode: u32,
+    reserve: bool,
+) -> crate::Result<MappedObject> {
+    let _ = reserve;
+    super::portable::object::create(os_id, size, mode, super::portable::reserve)
+}
 
 /// macOS limits POSIX shm names to 31 bytes (PSHMNAMLEN). Longer names are replaced by a
 /// deterministic 64-bit hash; the header stores the full name and `open` compares it, so a hash

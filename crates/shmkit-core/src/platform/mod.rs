@@ -33,7 +33,10 @@ mod os;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable;
 
-pub use os::{finish_create, list_shm_names, page_size, shm_object_name, unlink_shm};
+pub use os::{
+    create_object, effective_uid, list_shm_names, open_object, page_size, shm_object_name,
+    unlink_shm, user_name, MappedObject,
+};
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

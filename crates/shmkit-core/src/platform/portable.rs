@@ -110,30 +110,12 @@ pub fn shm_object_name(name: &str) -> String {
     format!("/{}{name}", crate::name::OS_PREFIX)
 }
 
-/// Applies `mode` exactly (not masked by the umask) to a new object. `reserve` is ignored: other
-/// Unixes back POSIX shm with anonymous memory, not a size-limited tmpfs.
+/// Other Unixes back POSIX shm with anonymous memory, not a size-limited tmpfs: nothing to
+/// reserve.
 #[cfg(unix)]
 #[allow(dead_code)]
-pub fn finish_create(os_id: &str, _size: usize, mode: u32, _reserve: bool) -> crate::Result<()> {
-    with_shm_fd(os_id, |fd| set_mode(fd, mode))
-}
-
-/// Opens the new object `os_id` read-write for `f` (then closes it).
-#[cfg(unix)]
-pub fn with_shm_fd(
-    os_id: &str,
-    f: impl FnOnce(libc::c_int) -> crate::Result<()>,
-) -> crate::Result<()> {
-    let name = std::ffi::CString::new(os_id).expect("validated names hold no NUL");
-    // SAFETY: `name` is a valid C string; the returned descriptor is closed below.
-    let fd = unsafe { libc::shm_open(name.as_ptr(), libc::O_RDWR, 0) };
-    if fd < 0 {
-        return Err(crate::Error::last_os("Cannot reopen the new segment"));
-    }
-    let result = f(fd);
-    // SAFETY: fd is a descriptor we own and close once.
-    unsafe { libc::close(fd) };
-    result
+pub fn reserve(_fd: libc::c_int, _size: usize) -> crate::Result<()> {
+    Ok(())
 }
 
 /// `fchmod`, so the mode is exactly what the caller asked (the umask narrowed the create).
@@ -155,6 +137,222 @@ pub fn unlink_shm(os_id: &str) -> crate::Result<()> {
         return Err(crate::Error::last_os("Cannot unlink the segment"));
     }
     Ok(())
+}
+
+/// A POSIX shared-memory object mapped whole (`MAP_SHARED`), with who owns it: every Unix.
+#[cfg(unix)]
+pub mod object {
+    use std::ffi::CString;
+
+    use crate::error::{Error, ErrorCode, Result};
+
+    /// An open, mapped object; unmapped (and its descriptor closed) on drop.
+    pub struct MappedObject {
+        ptr: *mut u8,
+        len: usize,
+        fd: libc::c_int,
+        /// The object's owner and permission bits, from `fstat` on the very descriptor mapped.
+        pub owner: Option<u32>,
+        pub mode: Option<u32>,
+    }
+
+    // SAFETY: the region is MAP_SHARED memory valid until `drop`, not tied to any thread; the
+    // descriptor is a plain integer. Accesses go through atomics or through views whose
+    // synchronisation is the caller's (as with any shared memory).
+    unsafe impl Send for MappedObject {}
+    // SAFETY: as above; `&MappedObject` only exposes the pointer and length.
+    unsafe impl Sync for MappedObject {}
+
+    impl MappedObject {
+        pub fn as_ptr(&self) -> *mut u8 {
+            self.ptr
+        }
+
+        #[allow(clippy::len_without_is_empty)] // a mapping is never empty
+        pub fn len(&self) -> usize {
+            self.len
+        }
+    }
+
+    impl Drop for MappedObject {
+        fn drop(&mut self) {
+            // SAFETY: `ptr..ptr+len` is the mapping made in `map`, unmapped once; `fd` is ours.
+            unsafe {
+                libc::munmap(self.ptr.cast(), self.len);
+                libc::close(self.fd);
+            }
+        }
+    }
+
+    fn c_name(os_id: &str) -> CString {
+        CString::new(os_id).expect("validated names hold no NUL")
+    }
+
+    /// Creates `os_id` exclusively (`O_CREAT | O_EXCL`: never someone else's object) with the
+    /// final `mode` from the start (the umask can only narrow it, and `fchmod` then sets it
+    /// exactly: it never exists with a wider mode than asked), sizes it, reserves its pages with
+    /// `reserve`, and maps it. A failure after the create removes the object again.
+    pub fn create(
+        os_id: &str,
+        size: usize,
+        mode: u32,
+        reserve: impl FnOnce(libc::c_int, usize) -> Result<()>,
+    ) -> Result<MappedObject> {
+        let name = c_name(os_id);
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
+        // SAFETY: `name` is a valid C string; the descriptor is owned by the result or closed.
+        let fd = unsafe { libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t) };
+        if fd < 0 {
+            let err = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return Err(if err == libc::EEXIST {
+                Error::new(ErrorCode::AlreadyExists, "The segment already exists")
+            } else {
+                Error::os(err, "Cannot create the segment")
+            });
+        }
+        let built = (|| {
+            super::set_mode(fd, mode)?;
+            let length = libc::off_t::try_from(size)
+                .map_err(|_| Error::new(ErrorCode::OutOfRange, "The segment is too large"))?;
+            // SAFETY: ftruncate on a descriptor we own.
+            if unsafe { libc::ftruncate(fd, length) } != 0 {
+                return Err(Error::last_os("Cannot size the segment"));
+            }
+            reserve(fd, size)?;
+            map(fd, size, Some(0), Some(mode))
+        })();
+        if built.is_err() {
+            // SAFETY: `name` is valid; the object is ours (O_EXCL) and never published.
+            unsafe {
+                libc::shm_unlink(name.as_ptr());
+                libc::close(fd);
+            }
+        }
+        built.map(|mut object| {
+            // SAFETY: geteuid has no preconditions.
+            object.owner = Some(unsafe { libc::geteuid() });
+            object
+        })
+    }
+
+    /// Opens and maps `os_id` whole; the owner and mode come from `fstat` on the descriptor
+    /// mapped, not from the name (which may be replaced at any time).
+    pub fn open(os_id: &str) -> Result<MappedObject> {
+        let name = c_name(os_id);
+        // SAFETY: `name` is a valid C string; the descriptor is owned by the result or closed.
+        let fd = unsafe {
+            libc::shm_open(
+                name.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0,
+            )
+        };
+        if fd < 0 {
+            let err = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return Err(Error::os(err, "Cannot open the segment"));
+        }
+        // SAFETY: an all-zero `stat` is a valid value to be overwritten by fstat.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on a descriptor we own, into a valid `stat`.
+        if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+            let err = Error::last_os("Cannot read the segment's owner");
+            // SAFETY: closing our own descriptor once.
+            unsafe { libc::close(fd) };
+            return Err(err);
+        }
+        let Ok(size) = usize::try_from(stat.st_size) else {
+            // SAFETY: closing our own descriptor once.
+            unsafe { libc::close(fd) };
+            return Err(Error::new(
+                ErrorCode::NotShmkit,
+                "The object has a negative size",
+            ));
+        };
+        if size == 0 {
+            // SAFETY: closing our own descriptor once.
+            unsafe { libc::close(fd) };
+            // Not sized yet: its creator is between create and ftruncate.
+            return Err(Error::new(
+                ErrorCode::Os(libc::EINVAL),
+                "The segment is empty",
+            ));
+        }
+        #[allow(clippy::useless_conversion)] // `st_mode` is a u16 on macOS, a u32 on Linux
+        let mode = u32::from(stat.st_mode) & 0o7777;
+        let result = map(fd, size, Some(stat.st_uid), Some(mode));
+        if result.is_err() {
+            // SAFETY: closing our own descriptor once (map failed, nothing took it).
+            unsafe { libc::close(fd) };
+        }
+        result
+    }
+
+    fn map(
+        fd: libc::c_int,
+        size: usize,
+        owner: Option<u32>,
+        mode: Option<u32>,
+    ) -> Result<MappedObject> {
+        // SAFETY: a fresh shared read-write mapping of `size` bytes of our descriptor; the
+        // result is checked against MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::last_os("Cannot map the segment"));
+        }
+        Ok(MappedObject {
+            ptr: ptr.cast(),
+            len: size,
+            fd,
+            owner,
+            mode,
+        })
+    }
+}
+
+/// The effective user of this process, as owners are compared to it.
+#[cfg(unix)]
+pub fn effective_uid() -> Option<u32> {
+    // SAFETY: geteuid has no preconditions.
+    Some(unsafe { libc::geteuid() })
+}
+
+/// The login name of user `uid`, for messages (`None` if unknown).
+#[cfg(unix)]
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 1024];
+    // SAFETY: all-zero is a valid `passwd` to be overwritten.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to a live, writable buffer of the stated size; the result is
+    // read only if `found` is set (pointing at `entry`, whose strings live in `buffer`).
+    let status = unsafe {
+        libc::getpwuid_r(
+            uid as libc::uid_t,
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: `pw_name` is a NUL-terminated string inside `buffer`, still alive here.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// Systems without a listable shared-memory directory.

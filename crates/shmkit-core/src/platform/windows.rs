@@ -17,15 +17,98 @@ pub use super::portable::{
     current_process, list_shm_names, page_size, process_liveness, wait, wake,
 };
 
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+
+use crate::error::{Error, ErrorCode};
+
+/// A named file mapping (through the `shared_memory` crate), mapped whole. Windows objects have
+/// no Unix owner or mode: access is the creating session's.
+pub struct MappedObject {
+    shmem: Shmem,
+    pub owner: Option<u32>,
+    pub mode: Option<u32>,
+}
+
+// SAFETY: `Shmem` holds a pointer to a shared view, its length and a mapping handle; none is tied
+// to the creating thread, and the view stays valid until dropped. Accesses go through atomics or
+// through views whose synchronisation is the caller's.
+unsafe impl Send for MappedObject {}
+// SAFETY: as above; `&MappedObject` only exposes the pointer and length.
+unsafe impl Sync for MappedObject {}
+
+impl MappedObject {
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.shmem.as_ptr()
+    }
+
+    #[allow(clippy::len_without_is_empty)] // a mapping is never empty
+    pub fn len(&self) -> usize {
+        self.shmem.len()
+    }
+}
+
+/// Creates a named mapping backed by the paging file (committed at creation: nothing to
+/// reserve); it lives while any handle is open.
+pub fn create_object(
+    os_id: &str,
+    size: usize,
+    _mode: u32,
+    _reserve: bool,
+) -> crate::Result<MappedObject> {
+    let mut shmem = ShmemConf::new()
+        .os_id(os_id)
+        .size(size)
+        .create()
+        .map_err(|e| map_error(e, "create"))?;
+    shmem.set_owner(false);
+    Ok(MappedObject {
+        shmem,
+        owner: None,
+        mode: None,
+    })
+}
+
+pub fn open_object(os_id: &str) -> crate::Result<MappedObject> {
+    let shmem = ShmemConf::new()
+        .os_id(os_id)
+        .open()
+        .map_err(|e| map_error(e, "open"))?;
+    Ok(MappedObject {
+        shmem,
+        owner: None,
+        mode: None,
+    })
+}
+
+/// Windows has no Unix user ids: owner checks do not apply.
+pub fn effective_uid() -> Option<u32> {
+    None
+}
+
+pub fn user_name(_uid: u32) -> Option<String> {
+    None
+}
+
+fn map_error(error: ShmemError, what: &str) -> Error {
+    match error {
+        ShmemError::MappingIdExists => {
+            Error::new(ErrorCode::AlreadyExists, "The segment already exists")
+        }
+        ShmemError::MapCreateFailed(code)
+        | ShmemError::MapOpenFailed(code)
+        | ShmemError::UnknownOsError(code) => {
+            Error::os(code as i32, format!("Cannot {what} the segment"))
+        }
+        other => Error::new(
+            ErrorCode::Os(libc::EIO),
+            format!("Cannot {what} the segment: {other}"),
+        ),
+    }
+}
+
 /// Session-local kernel-object namespace.
 pub fn shm_object_name(name: &str) -> String {
     format!("Local\\{}{name}", crate::name::OS_PREFIX)
-}
-
-/// A named file mapping backed by the paging file is committed when created: nothing to reserve,
-/// and no mode (access is the creating user's session's).
-pub fn finish_create(_os_id: &str, _size: usize, _mode: u32, _reserve: bool) -> crate::Result<()> {
-    Ok(())
 }
 
 /// A named file mapping lives while any handle is open; it has no name to remove.
