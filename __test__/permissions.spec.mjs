@@ -31,7 +31,10 @@ asNobodyTest('another user cannot open or remove a 0600 segment, and can open a 
   const index = readableCopy(t)
   t.is(runAsNobody(index, attempt(`shmkit.Segment.open(${JSON.stringify(privateName)})`)).trim(), 'EACCES')
   t.is(runAsNobody(index, attempt(`shmkit.Segment.unlink(${JSON.stringify(privateName)})`)).trim(), 'EACCES')
-  t.is(runAsNobody(index, attempt(`shmkit.Segment.open(${JSON.stringify(sharedName)}, { owner: 0 }).close()`)).trim(), 'ok')
+  t.is(
+    runAsNobody(index, attempt(`shmkit.Segment.open(${JSON.stringify(sharedName)}, { owner: 0 }).close()`)).trim(),
+    'ok',
+  )
   t.notThrows(() => Segment.open(privateName).close(), 'still there for its owner')
 })
 

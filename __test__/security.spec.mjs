@@ -119,7 +119,14 @@ asRoot('the CLI shows owners and modes, and flags foreign and widened segments',
   t.regex(await run('inspect', name), /owner\s+!65534 \(nobody\): ANOTHER USER/)
   t.regex(await run('inspect', mine), /mode\s+!0o666: WIDER than the 0o600 asked for at creation/)
   const report = JSON.parse(await run('inspect', mine, '--json'))
-  t.like(report, { owner: 0, ownerName: 'root', mode: 0o666, requestedMode: 0o600, foreign: false, widerThanAsked: true })
+  t.like(report, {
+    owner: 0,
+    ownerName: 'root',
+    mode: 0o666,
+    requestedMode: 0o600,
+    foreign: false,
+    widerThanAsked: true,
+  })
   const theirs = JSON.parse(await run('inspect', name, '--json'))
   t.like(theirs, { owner: NOBODY, foreign: true, widerThanAsked: false })
 })

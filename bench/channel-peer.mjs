@@ -22,20 +22,28 @@ function payload(size, asString) {
 
 switch (role) {
   case 'shm-send': {
-    const [, name, count, size] = args
+    // mode: 'timeout' ({ timeout } on every call, as users write it), 'plain', 'batch' (sendMany x64)
+    const [, name, count, size, mode] = args
     const channel = Channel.open(name)
     const message = payload(Number(size))
+    const options = { timeout: 5000 }
     report('ready')
-    for (let i = 0; i < Number(count); i++) channel.send(message)
+    if (mode === 'batch') {
+      const batch = Array.from({ length: 64 }, () => message)
+      for (let sent = 0; sent < Number(count); sent += 64)
+        channel.sendMany(batch.slice(0, Math.min(64, Number(count) - sent)), options)
+    } else if (mode === 'plain') for (let i = 0; i < Number(count); i++) channel.send(message)
+    else for (let i = 0; i < Number(count); i++) channel.send(message, options)
     channel.close()
     break
   }
   case 'shm-echo': {
-    const [, ping, pong, count] = args
+    const [, ping, pong, count, mode] = args
     const inbox = Channel.open(ping)
     const outbox = Channel.open(pong)
+    const options = mode === 'plain' ? undefined : { timeout: 5000 }
     report('ready')
-    for (let i = 0; i < Number(count); i++) outbox.send(inbox.recv())
+    for (let i = 0; i < Number(count); i++) outbox.send(inbox.recv(options), options)
     inbox.close()
     outbox.close()
     break

@@ -52,51 +52,68 @@ async function timeTrips(trips, send, awaitReply) {
 
 // ------------------------------------------------------------------------------- contenders
 
-const shmkit = {
-  label: 'shmkit channel (2 processes)',
-  async throughput(count, size) {
-    const name = channelName()
-    const channel = Channel.create(name, { capacity: ringBytesFor(size) })
-    try {
-      const child = fork(peer, ['shm-send', name, count, size])
-      await once(child, 'message')
-      const started = performance.now()
-      for (let i = 0; i < count; i++) channel.recv()
-      const seconds = (performance.now() - started) / 1000
-      await once(child, 'exit')
-      return count / seconds
-    } finally {
-      channel.close()
-      Channel.unlink(name)
-    }
-  },
-  async roundTrip(trips, size) {
-    const [ping, pong] = [channelName(), channelName()]
-    const out = Channel.create(ping, { capacity: ringBytesFor(size) })
-    const back = Channel.create(pong, { capacity: ringBytesFor(size) })
-    try {
-      const child = fork(peer, ['shm-echo', ping, pong, trips])
-      await once(child, 'message')
-      const message = new Uint8Array(size)
-      // Synchronous on both sides: the awake peer answers while we spin.
-      const times = await timeTrips(
-        trips,
-        () => out.send(message),
-        () => back.recv(),
-      )
-      await once(child, 'exit')
-      return times
-    } finally {
-      for (const [channel, name] of [
-        [out, ping],
-        [back, pong],
-      ]) {
+/**
+ * shmkit channels between two processes, as users write the calls: `mode` 'timeout' passes
+ * `{ timeout }` on every send and receive (the README's way), 'plain' passes no options (the
+ * cost of the options object is the ratio of the two), 'batch' uses sendMany/recvMany with
+ * batches of 64 (per-message rate reported).
+ */
+function shmkitChannel(mode, label, sizes) {
+  const TIMEOUT = { timeout: 5000 }
+  return {
+    label,
+    sizes,
+    async throughput(count, size) {
+      const name = channelName()
+      const channel = Channel.create(name, { capacity: ringBytesFor(size) })
+      try {
+        const child = fork(peer, ['shm-send', name, count, size, mode])
+        await once(child, 'message')
+        const started = performance.now()
+        if (mode === 'batch') for (let got = 0; got < count;) got += channel.recvMany(64, TIMEOUT).length
+        else if (mode === 'plain') for (let i = 0; i < count; i++) channel.recv()
+        else for (let i = 0; i < count; i++) channel.recv(TIMEOUT)
+        const seconds = (performance.now() - started) / 1000
+        await once(child, 'exit')
+        return count / seconds
+      } finally {
         channel.close()
         Channel.unlink(name)
       }
-    }
-  },
+    },
+    async roundTrip(trips, size) {
+      const [ping, pong] = [channelName(), channelName()]
+      const out = Channel.create(ping, { capacity: ringBytesFor(size) })
+      const back = Channel.create(pong, { capacity: ringBytesFor(size) })
+      try {
+        const child = fork(peer, ['shm-echo', ping, pong, trips, mode])
+        await once(child, 'message')
+        const message = new Uint8Array(size)
+        const options = mode === 'plain' ? undefined : TIMEOUT
+        // Synchronous on both sides: the awake peer answers while we spin.
+        const times = await timeTrips(
+          trips,
+          () => out.send(message, options),
+          () => back.recv(options),
+        )
+        await once(child, 'exit')
+        return times
+      } finally {
+        for (const [channel, name] of [
+          [out, ping],
+          [back, pong],
+        ]) {
+          channel.close()
+          Channel.unlink(name)
+        }
+      }
+    },
+  }
 }
+
+const shmkit = shmkitChannel('timeout', 'shmkit channel, { timeout } (2 processes)')
+const shmkitPlain = shmkitChannel('plain', 'shmkit channel, no options', [64, 1024])
+const shmkitBatch = shmkitChannel('batch', 'shmkit sendMany/recvMany x64', [64, 1024])
 
 const sabRing = {
   label: 'SAB ring (2 threads)',
@@ -269,6 +286,8 @@ const messagePort = {
 
 const CONTENDERS = {
   shmkit,
+  shmkitPlain,
+  shmkitBatch,
   sabRing,
   unixSocket,
   processSendJson: processSend('json'),
@@ -293,15 +312,17 @@ for (const size of SIZES) {
   for (let round = 0; round < ROUNDS; round++) {
     const order = keys.map((_, i) => keys[(i + round) % keys.length])
     for (const key of order) {
+      if (CONTENDERS[key].sizes && !CONTENDERS[key].sizes.includes(size)) continue
       await CONTENDERS[key].throughput(Math.min(count, 10), size) // warm-up
       rates[key].push(await CONTENDERS[key].throughput(count, size))
       const times = await CONTENDERS[key].roundTrip(trips, size)
       latencies[key].push({ p50: percentile(times, 0.5), p99: percentile(times, 0.99) })
     }
   }
-  results.throughput[size] = Object.fromEntries(keys.map((key) => [key, summary(rates[key])]))
+  const measured = keys.filter((key) => rates[key].length > 0)
+  results.throughput[size] = Object.fromEntries(measured.map((key) => [key, summary(rates[key])]))
   results.roundTrip[size] = Object.fromEntries(
-    keys.map((key) => [
+    measured.map((key) => [
       key,
       { p50: summary(latencies[key].map((l) => l.p50)), p99: summary(latencies[key].map((l) => l.p99)) },
     ]),
@@ -319,6 +340,7 @@ const rows = [['size', 'contender', 'messages/s', 'throughput', 'round trip p50 
 for (const size of SIZES) {
   const mine = results.throughput[size].shmkit.median
   for (const key of keys) {
+    if (!results.throughput[size][key]) continue
     const rate = results.throughput[size][key].median
     const rtt = results.roundTrip[size][key]
     rows.push([
