@@ -1,0 +1,207 @@
+// The benchmark report: from the JSON of one `npm run bench` (bench/results/*.json), prints the
+// ratios shmkit is held to and writes docs/benchmarks.md, so every number in the docs comes from
+// one dated run.
+//
+//   node bench/report.mjs [--results DIR] [--write]     (npm run bench does both)
+import fs from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+const here = (file) => fileURLToPath(new URL(file, import.meta.url))
+const resultsIndex = process.argv.indexOf('--results')
+const dir = resultsIndex > 0 ? process.argv[resultsIndex + 1] : here('./results')
+const write = process.argv.includes('--write')
+const load = (name) => JSON.parse(fs.readFileSync(`${dir}/${name}.json`, 'utf8'))
+const locks = load('locks')
+const channels = load('channels')
+const segments = load('segments')
+
+const rate = (r) => r.median
+const fmt = (perSecond) =>
+  perSecond >= 1e6
+    ? `${(perSecond / 1e6).toFixed(2)} M/s`
+    : perSecond >= 1e3
+      ? `${(perSecond / 1e3).toFixed(1)} k/s`
+      : `${perSecond.toFixed(0)} /s`
+const x = (ratio) => `${ratio.toFixed(2)}x`
+const pct = (share) => `${(share * 100).toFixed(0)}%`
+
+// ------------------------------------------------------------------------------- the goals
+const u = locks.results.uncontended
+const c = locks.results.contended
+const t64 = channels.results.throughput[64]
+const rtt64 = channels.results.roundTrip[64]
+const goals = []
+function goal(what, ratio, target, detail, { atMost = false } = {}) {
+  const met = ratio === undefined ? undefined : atMost ? ratio <= target : ratio >= target
+  goals.push({ what, value: ratio, target: `${atMost ? '<=' : '>='} ${target}${atMost ? ' µs' : 'x'}`, met, detail })
+}
+goal(
+  '`lock({ timeout: 1000 })` vs `lock()`',
+  rate(u.shmkitTimeout) / rate(u.shmkit),
+  0.9,
+  `${fmt(rate(u.shmkitTimeout))} vs ${fmt(rate(u.shmkit))}`,
+)
+if (t64.shmkitPlain) {
+  goal(
+    '`send(p, { timeout })` + `recv({ timeout })` vs without options (64 B, 2 processes)',
+    rate(t64.shmkit) / rate(t64.shmkitPlain),
+    0.9,
+    `${fmt(rate(t64.shmkit))} vs ${fmt(rate(t64.shmkitPlain))}`,
+  )
+}
+goal(
+  'lock+unlock uncontended vs a futex mutex on a SharedArrayBuffer',
+  rate(u.shmkitTimeout) / rate(u.sab),
+  0.9,
+  `${fmt(rate(u.shmkitTimeout))} vs ${fmt(rate(u.sab))}`,
+)
+for (const n of [2, 4, 8]) {
+  const r = c[n]
+  if (!r) continue
+  const share = 1 / n / (n === 2 ? 2.5 : 2.5) // 20% of 2, 10% of 4, 5% of 8
+  goal(
+    `lock+inc+unlock, ${n} processes vs the SAB mutex in ${n} worker threads`,
+    rate(r.shmkit) / rate(r.sab),
+    1.0,
+    `${fmt(rate(r.shmkit))} vs ${fmt(rate(r.sab))}; smallest share ${pct(r.shmkit.minShare)} (goal >= ${pct(share)})`,
+  )
+  if (r.pthread)
+    goal(
+      `lock+inc+unlock, ${n} processes vs a C pthread_mutex (PROCESS_SHARED), ${n} processes`,
+      rate(r.shmkit) / rate(r.pthread),
+      1.0,
+      `${fmt(rate(r.shmkit))} vs ${fmt(rate(r.pthread))}`,
+    )
+}
+goal(
+  '64 B messages, `{ timeout }` on every call, vs a Unix socket with length-prefixed frames',
+  rate(t64.shmkit) / rate(t64.unixSocket),
+  6,
+  `${fmt(rate(t64.shmkit))} vs ${fmt(rate(t64.unixSocket))}`,
+)
+if (t64.shmkitBatch)
+  goal(
+    '64 B messages in batches of 64 (sendMany/recvMany) vs the Unix socket',
+    rate(t64.shmkitBatch) / rate(t64.unixSocket),
+    6,
+    `${fmt(rate(t64.shmkitBatch))} per message`,
+  )
+goal('64 B round trip p50, awake peer', rtt64.shmkit.p50.median, 2, `${rtt64.shmkit.p50.median.toFixed(1)} µs`, {
+  atMost: true,
+})
+
+const machine = `${locks.cpus} cores, ${locks.cpu ?? channels.cpu ?? 'unknown CPU'}, Node ${locks.node}`
+console.log(`\nshmkit's goals, from the run of ${locks.date.slice(0, 10)} (${machine})\n`)
+const width = Math.max(...goals.map((g) => g.what.length))
+for (const g of goals) {
+  const value = g.value === undefined ? '-' : g.target.endsWith('µs') ? g.value.toFixed(1) : x(g.value)
+  console.log(
+    `${g.met ? 'met ' : 'MISS'}  ${g.what.padEnd(width)}  ${value.padStart(7)}  (goal ${g.target})  ${g.detail}`,
+  )
+}
+
+if (!write) process.exit(0)
+
+// ------------------------------------------------------------------------------- the page
+const sizeLabel = (size) =>
+  size >= 1 << 20 ? `${size / (1 << 20)} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`
+const lines = []
+const push = (...l) => lines.push(...l)
+push(
+  '# Benchmarks',
+  '',
+  '`npm run bench` measures shmkit and what users would pick instead, side by side in one run, writes',
+  '`bench/results/*.json`, and regenerates this page and the chart from them (`npm run bench -- --quick`',
+  'is a smoke run). Each round runs every contender once, in a rotating order, so drift hits all of',
+  'them alike; medians are reported (the JSON has min and max). The calls are written as users',
+  'write them: `{ timeout }` on every call, the lock guard.',
+  '',
+  `All numbers on this page come from **one run on ${locks.date.slice(0, 10)}**, on ${machine}. Absolute rates`,
+  'move from machine to machine (and from run to run on a VM); the ratios, measured in the same',
+  'run, are what to compare.',
+  '',
+  '## The goals',
+  '',
+  '| measurement | ratio | goal | |',
+  '| --- | --- | --- | --- |',
+  ...goals.map(
+    (g) =>
+      `| ${g.what} | ${g.value === undefined ? '-' : g.target.endsWith('µs') ? `${g.value.toFixed(1)} µs` : x(g.value)} | ${g.target} | ${g.met ? 'met' : '**not met**'}: ${g.detail} |`,
+  ),
+  '',
+  '## Locks',
+  '',
+  '`bench/locks.mjs`: lock + unlock in one thread; lock + increment + unlock under contention, with',
+  "each contender's share of the acquisitions (a lock that starves one side can win throughput).",
+  'The C anchor is compiled in the same run (`bench/contenders/pthread_lock.c`).',
+  '',
+  '| scenario | shmkit | alternative | ratio |',
+  '| --- | --- | --- | --- |',
+  `| uncontended | \`lock({ timeout })\` ${fmt(rate(u.shmkitTimeout))} | SAB futex mutex, one thread: ${fmt(rate(u.sab))} | ${x(rate(u.shmkitTimeout) / rate(u.sab))} |`,
+  `| | \`lock()\` ${fmt(rate(u.shmkit))} | | ${x(rate(u.shmkit) / rate(u.sab))} |`,
+)
+if (locks.results.python?.uncontended)
+  push(
+    `| | | Python \`multiprocessing.Lock\`: ${fmt(locks.results.python.uncontended)} | ${x(rate(u.shmkitTimeout) / locks.results.python.uncontended)} |`,
+  )
+if (locks.results.properLockfile)
+  push(
+    `| | | \`proper-lockfile\`: ${fmt(locks.results.properLockfile.uncontended)} | ${(rate(u.shmkitTimeout) / locks.results.properLockfile.uncontended).toFixed(0)}x |`,
+  )
+for (const [n, r] of Object.entries(c)) {
+  push(
+    `| ${n} contenders | ${n} processes: ${fmt(rate(r.shmkit))}, smallest share ${pct(r.shmkit.minShare)} | SAB mutex, ${n} worker threads: ${fmt(rate(r.sab))}, ${pct(r.sab.minShare)} | ${x(rate(r.shmkit) / rate(r.sab))} |`,
+  )
+  if (r.pthread)
+    push(
+      `| | | C pthread mutex, ${n} processes: ${fmt(rate(r.pthread))}, ${pct(r.pthread.minShare)} | ${x(rate(r.shmkit) / rate(r.pthread))} |`,
+    )
+}
+if (locks.results.pthread?.skipped) push(`| | | C pthread mutex: skipped (${locks.results.pthread.skipped}) | |`)
+if (locks.results.python?.contended)
+  push(
+    `| 2 contenders | | Python, 2 processes: ${fmt(locks.results.python.contended)} | ${x(rate(c[2].shmkit) / locks.results.python.contended)} |`,
+  )
+push(
+  '',
+  '## Messages',
+  '',
+  '`bench/channels.mjs`: one producer process and one consumer process (the SharedArrayBuffer ring',
+  'and MessagePort baselines can only connect threads of one process). Round trips with an awake',
+  'peer.',
+  '',
+  '![Message throughput and round-trip latency against message size](benchmarks.svg)',
+  '',
+  '| size | contender | messages/s | MB/s | round trip p50 (p99) | shmkit is |',
+  '| --- | --- | --- | --- | --- | --- |',
+)
+const labels = channels.results.contenders
+for (const size of channels.results.sizes) {
+  const th = channels.results.throughput[size]
+  const rt = channels.results.roundTrip[size]
+  const mine = rate(th.shmkit)
+  for (const [key, label] of Object.entries(labels)) {
+    if (!th[key]) continue
+    const r = rate(th[key])
+    push(
+      `| ${key === 'shmkit' ? sizeLabel(size) : ''} | ${label} | ${fmt(r)} | ${((r * size) / 1e6).toFixed(size >= 65536 ? 0 : 1)} | ${rt[key].p50.median.toFixed(1)} µs (${rt[key].p99.median.toFixed(0)}) | ${key === 'shmkit' ? '' : x(mine / r)} |`,
+    )
+  }
+}
+const s = segments.results
+push(
+  '',
+  '## Segments',
+  '',
+  '`bench/segments.mjs`: create + open + close + unlink of a 1 MiB segment, touching a page.',
+  '',
+  '| | time per cycle |',
+  '| --- | --- |',
+  `| shmkit (default: every page reserved, so a full /dev/shm is \`ENOSPC\` at create, not SIGBUS later) | ${s.shmkit.median.toFixed(0)} µs |`,
+  `| shmkit with \`reserve: false\` | ${s.shmkitLazy.median.toFixed(0)} µs |`,
+)
+if (s.python?.median) push(`| Python \`multiprocessing.shared_memory\` | ${s.python.median.toFixed(0)} µs |`)
+if (s.shmTypedArray?.median) push(`| \`shm-typed-array\` | ${s.shmTypedArray.median.toFixed(0)} µs |`)
+push('')
+fs.writeFileSync(here('../docs/benchmarks.md'), lines.join('\n'))
+console.log('\nwrote docs/benchmarks.md')
