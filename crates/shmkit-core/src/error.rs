@@ -46,6 +46,8 @@ pub enum ErrorCode {
     WrongKind,
     /// `ERR_SHM_FOREIGN_OWNER`: the segment is owned by a user the opener does not accept.
     ForeignOwner,
+    /// `ERR_SHM_MAP_FULL`: a new key does not fit a map that does not evict.
+    MapFull,
     /// Any other OS error, by errno.
     Os(i32),
 }
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::SizeMismatch => "ERR_SHM_SIZE_MISMATCH",
             ErrorCode::WrongKind => "ERR_SHM_WRONG_KIND",
             ErrorCode::ForeignOwner => "ERR_SHM_FOREIGN_OWNER",
+            ErrorCode::MapFull => "ERR_SHM_MAP_FULL",
             ErrorCode::Cancelled => "ABORT_ERR",
             ErrorCode::ChannelEnded => "ERR_SHM_CHANNEL_ENDED",
             ErrorCode::Os(errno) => errno_name(*errno),
@@ -190,6 +193,10 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
     (
         "ERR_SHM_FOREIGN_OWNER",
         "owned by a user the opener does not accept (a squatted name?)",
+    ),
+    (
+        "ERR_SHM_MAP_FULL",
+        "a new key does not fit a map that does not evict",
     ),
     (
         "ERR_SHM_NOT_LOCKED",

@@ -69,6 +69,7 @@ const CHECKSUMMED: std::ops::Range<usize> = OFF_VERSION..OFF_CHECKSUM;
 pub enum Kind {
     Segment = 1,
     Channel = 2,
+    Map = 3,
 }
 
 /// A number that differs between any two segments created on this machine: time, process and a
@@ -87,7 +88,7 @@ pub fn new_instance() -> u64 {
 
 impl Kind {
     /// Every kind, in id order.
-    pub const ALL: [Kind; 2] = [Kind::Segment, Kind::Channel];
+    pub const ALL: [Kind; 3] = [Kind::Segment, Kind::Channel, Kind::Map];
 
     pub fn from_u32(value: u32) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| *kind as u32 == value)
@@ -98,6 +99,7 @@ impl Kind {
         match self {
             Kind::Segment => "segment",
             Kind::Channel => "channel",
+            Kind::Map => "map",
         }
     }
 }
