@@ -6,6 +6,7 @@
  * - `seg.wait` / `seg.notify`: `Atomics.wait`/`notify` that work across processes.
  * - `Channel`: a cross-process message queue in shared memory.
  * - `Layout`: typed fields and placed mutexes laid out in a segment.
+ * - `SharedMap`: a key-value map every process reads without a lock.
  *
  * The implementation lives in `lib/`, in layers; this file is the public surface.
  */
@@ -18,4 +19,5 @@ export type { Codec, CodecValues } from './lib/codec'
 export type { Kind } from './lib/handle'
 export type { ChannelStats, Liveness, MutexStats, SegmentInspection } from './lib/inspect'
 export { Layout, type FieldType, type LayoutFields, type LayoutView } from './lib/layout'
+export { SharedMap, type SharedMapOptions, type SetOptions, type MapStats, type MapChange } from './lib/map'
 export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE, type AsyncOptions, type TimeoutOptions } from './lib/validate'

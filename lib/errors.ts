@@ -36,6 +36,7 @@ export type ShmkitErrorCode =
   | 'ERR_SHM_WRONG_KIND'
   | 'ERR_SHM_CHANNEL_ENDED'
   | 'ERR_SHM_FOREIGN_OWNER'
+  | 'ERR_SHM_MAP_FULL'
   | 'ERR_SHM_NOT_LOCKED'
   | 'ERR_SHM_ENCODE'
   | 'ERR_SHM_NO_BINARY'
@@ -77,6 +78,7 @@ export const ERROR_CODES: readonly ShmkitErrorCode[] = [
   'ERR_SHM_WRONG_KIND',
   'ERR_SHM_CHANNEL_ENDED',
   'ERR_SHM_FOREIGN_OWNER',
+  'ERR_SHM_MAP_FULL',
   'ERR_SHM_NOT_LOCKED',
   'ERR_SHM_ENCODE',
   'ERR_SHM_NO_BINARY',

@@ -6,7 +6,7 @@ import { stateError } from './errors'
 import { CONTRACT, NativeSegment, type NativeCreateOptions, type NativeOpenOptions, type WaitToken } from './native'
 
 /** What a segment holds: its `kind` in the header. */
-export type Kind = 'segment' | 'channel'
+export type Kind = 'segment' | 'channel' | 'map'
 
 /** A native wait in flight, tracked by its mapping so `close()` can cancel it. */
 export interface PendingRequest {
@@ -30,6 +30,8 @@ export interface Releasable {
 
 /** Per segment instance mapped by this thread: its cells' states, and how many mappings. */
 const instances = new Map<string, { mappings: number; cells: Map<number, CellState> }>()
+
+const KIND_LABELS: Record<Kind, string> = { segment: 'Segment', channel: 'Channel', map: 'Map' }
 
 /** Cell handle of the header mutex; placed mutexes use their data offset. */
 export const HEADER_CELL = -1
@@ -93,8 +95,7 @@ export class Handle {
 
   /** Throws `ERR_SHM_CLOSED` once this mapping is closed. */
   assertOpen(): void {
-    if (this.closed)
-      throw stateError('ERR_SHM_CLOSED', `${this.kind === 'segment' ? 'Segment' : 'Channel'} "${this.name}" is closed`)
+    if (this.closed) throw stateError('ERR_SHM_CLOSED', `${KIND_LABELS[this.kind]} "${this.name}" is closed`)
   }
 
   /** Marks a critical section that runs user code: a `close()` inside it waits for its end. */

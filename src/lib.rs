@@ -15,3 +15,6 @@ mod segment;
 mod timeouts;
 mod waiter_pool;
 mod waiting;
+
+// Last: napi-derive needs `NativeSegment` (in `segment`) parsed before this second impl block.
+mod map;

@@ -21,8 +21,10 @@ const HEADER_MUTEX: i64 = -1;
 
 #[napi]
 pub struct NativeSegment {
-    segment: Option<Arc<Segment>>,
-    created: bool,
+    pub(crate) segment: Option<Arc<Segment>>,
+    /// The map over this segment, for a segment opened as a map (`lib/map.ts`).
+    pub(crate) map: Option<Arc<shmkit_core::SharedMap>>,
+    pub(crate) created: bool,
     buffers_made: bool,
 }
 
@@ -82,7 +84,7 @@ pub struct NativeOpenOptions {
     pub any_owner: bool,
 }
 
-fn open_options(options: &NativeOpenOptions) -> OpenOptions {
+pub(crate) fn open_options(options: &NativeOpenOptions) -> OpenOptions {
     OpenOptions {
         ready_timeout: timeouts::from_millis(options.ready_timeout_ms)
             .unwrap_or(shmkit_core::segment::DEFAULT_READY_TIMEOUT),
@@ -101,8 +103,17 @@ fn open_options(options: &NativeOpenOptions) -> OpenOptions {
 #[napi]
 impl NativeSegment {
     fn wrap(segment: Segment, created: bool) -> Self {
+        Self::wrap_arc(Arc::new(segment), None, created)
+    }
+
+    pub(crate) fn wrap_arc(
+        segment: Arc<Segment>,
+        map: Option<Arc<shmkit_core::SharedMap>>,
+        created: bool,
+    ) -> Self {
         NativeSegment {
-            segment: Some(Arc::new(segment)),
+            segment: Some(segment),
+            map,
             created,
             buffers_made: false,
         }
@@ -246,6 +257,7 @@ impl NativeSegment {
         let Some(segment) = self.segment.take() else {
             return Ok(());
         };
+        self.map = None;
         let header_cell = segment.header_mutex() as *const MutexCell as *mut u8;
         for buffer in buffers {
             for start in [segment.data_ptr(), header_cell] {

@@ -1,6 +1,15 @@
 // A strict TypeScript consumer of the published types: what must compile, and what must not
 // (each marked as an expected error). Checked by __test__/types.spec.mjs with tsc --noEmit.
-import { Channel, Layout, Mutex, Segment, isShmkitError, type ShmkitErrorCode, type SegmentInspection } from 'shmkit'
+import {
+  Channel,
+  Layout,
+  Mutex,
+  Segment,
+  SharedMap,
+  isShmkitError,
+  type ShmkitErrorCode,
+  type SegmentInspection,
+} from 'shmkit'
 
 const bytes = Channel.create('t-bytes', { capacity: 64 })
 const fromBytes: Uint8Array = bytes.recv()
@@ -34,7 +43,7 @@ const opened = Channel.open<Job>('t-json')
 const again: Job = opened.recv({ timeout: 10 })
 
 const segment = Segment.open('t-seg', { wait: 1000 })
-const kind: 'segment' | 'channel' = Segment.inspect('t-seg').kind
+const kind: 'segment' | 'channel' | 'map' = Segment.inspect('t-seg').kind
 const inspection: SegmentInspection = Segment.inspect('t-seg')
 const state: 'alive' | 'dead' | 'unknown' | undefined = inspection.headerMutex.holderState
 const waited: 'ok' | 'not-equal' | 'timed-out' = segment.wait(0, 0, { timeout: 5 })
@@ -62,6 +71,28 @@ try {
   }
 }
 
+interface Session {
+  user: string
+  hits: number
+}
+const sessions = SharedMap.create<Session>('t-map', { capacity: 1000, evict: 'lru' })
+sessions.set('s1', { user: 'ada', hits: 1 }, { ttl: 60_000 })
+const session: Session | undefined = sessions.get('s1')
+// @ts-expect-error get may find nothing
+const mustExist: Session = sessions.get('s1')
+// @ts-expect-error values are checked against the map's type
+sessions.set('s2', { user: 'bob' })
+const updated = sessions.update('s1', (current) => current && { ...current, hits: current.hits + 1 }, { timeout: 100 })
+const counters = SharedMap.openOrCreate<number>('t-counters', { capacity: 16 })
+const hits: number = counters.increment('hits')
+const labels = SharedMap.openOrCreate('t-labels', { capacity: 16, codec: 'string' })
+const label: string | undefined = labels.get('x')
+const blobs = SharedMap.create('t-blobs', { capacity: 4, codec: 'bytes' })
+const blob: Uint8Array | undefined = blobs.get('b')
+// @ts-expect-error a bytes map holds bytes
+blobs.set('b', 'text')
+for (const [key, value] of sessions) void [key.length, value.hits]
+
 void [
   fromBytes,
   fromText,
@@ -77,4 +108,10 @@ void [
   lock,
   count,
   samples,
+  session,
+  mustExist,
+  updated,
+  hits,
+  label,
+  blob,
 ]

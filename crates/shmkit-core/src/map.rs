@@ -26,7 +26,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, ErrorCode, Result};
 use crate::header::Kind;
 use crate::mutex::{LockOptions, MutexCell, MUTEX_SIZE};
-use crate::name::fnv1a64;
 use crate::platform;
 use crate::segment::{CreateOptions, OpenOptions, Segment};
 
@@ -205,7 +204,7 @@ impl Geometry {
 
 /// A shared map, mapped into this process.
 pub struct SharedMap {
-    segment: Segment,
+    segment: std::sync::Arc<Segment>,
     geometry: Geometry,
 }
 
@@ -213,10 +212,12 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::Corrupt, format!("Damaged map: {what}"))
 }
 
-/// FNV-1a, 32 bits, of a key's UTF-8 bytes: the hash every implementation uses.
+/// FNV-1a, 32 bits, of a key's UTF-8 bytes: the hash every implementation uses (32-bit
+/// arithmetic only, so JavaScript computes it with `Math.imul`).
 pub fn key_hash(key: &[u8]) -> u32 {
-    let hash = fnv1a64(key);
-    (hash ^ (hash >> 32)) as u32
+    key.iter().fold(0x811c_9dc5u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn now_ms() -> u64 {
@@ -250,7 +251,10 @@ impl SharedMap {
                 reserve: true,
             },
         )?;
-        let map = SharedMap { segment, geometry };
+        let map = SharedMap {
+            segment: std::sync::Arc::new(segment),
+            geometry,
+        };
         map.initialise(&options);
         Ok(map)
     }
@@ -278,7 +282,10 @@ impl SharedMap {
         };
         let (segment, created) = Segment::open_or_create_with(name, create, open)?;
         if created {
-            let map = SharedMap { segment, geometry };
+            let map = SharedMap {
+                segment: std::sync::Arc::new(segment),
+                geometry,
+            };
             map.initialise(&options);
             return Ok((map, true));
         }
@@ -385,7 +392,10 @@ impl SharedMap {
                 "impossible geometry: {capacity} entries, {buckets} buckets, {heap}-byte heap"
             )));
         }
-        Ok(SharedMap { segment, geometry })
+        Ok(SharedMap {
+            segment: std::sync::Arc::new(segment),
+            geometry,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -405,7 +415,7 @@ impl SharedMap {
         }
     }
 
-    pub fn segment(&self) -> &Segment {
+    pub fn segment(&self) -> &std::sync::Arc<Segment> {
         &self.segment
     }
 
