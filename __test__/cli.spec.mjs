@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 
-import { Channel, Mutex, Segment } from '../index.js'
+import { Channel, Mutex, Segment, SharedMap } from '../index.js'
 import { startFixture, uniqueName } from './helpers.mjs'
 
 const cli = fileURLToPath(new URL('../bin/shmkit.js', import.meta.url))
@@ -48,6 +48,26 @@ onLinux('ls lists segments and channels, as a table and as JSON, and skips forei
     { kind: 'channel', channel: { capacity: 1024, messagesInFlight: 0 } },
   )
   t.true(skipped.some((s) => s.name === foreign && s.code === 'ERR_SHM_NOT_SHMKIT'))
+})
+
+onLinux('inspect shows a map: entries, memory, evictions; ls --json has them too; rm removes it', async (t) => {
+  const name = uniqueName(t, 'map')
+  const map = SharedMap.create(name, { capacity: 4, evict: 'lru' })
+  t.teardown(() => map.close())
+  for (const key of ['a', 'b', 'c', 'd', 'e', 'f']) map.set(key, key.repeat(100))
+  const shown = await shmkit('inspect', name)
+  t.is(shown.code, 0)
+  t.regex(shown.stdout, /kind\s+map/)
+  t.regex(shown.stdout, /map\s+4 of 4 entries, [\d.]+ (B|KiB) of 1\.0 MiB used \(LRU: full means evict\)/)
+  t.regex(shown.stdout, /2 evicted, 0 expired/)
+  const { segments } = JSON.parse((await shmkit('ls', '--json')).stdout)
+  t.like(
+    segments.find((s) => s.name === name),
+    { kind: 'map', map: { entries: 4, capacity: 4, evictions: 2, evict: 'lru' } },
+  )
+  map.close()
+  t.is((await shmkit('rm', name)).code, 0)
+  t.throws(() => SharedMap.open(name), { code: 'ENOENT' })
 })
 
 onLinux('inspect says plainly when the lock holder and an attacher are dead', async (t) => {

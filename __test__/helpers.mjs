@@ -6,7 +6,7 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
-import { Channel, Segment } from '../index.js'
+import { Channel, Segment, SharedMap } from '../index.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 let counter = 0
@@ -18,9 +18,9 @@ export function uniqueName(t, label = 'seg') {
   return name
 }
 
-/** Removes `name`, a segment or a channel; a missing one is fine. */
+/** Removes `name`, whatever its kind; a missing one is fine. */
 export function removeAnyKind(name) {
-  for (const kind of [Segment, Channel]) {
+  for (const kind of [Segment, Channel, SharedMap]) {
     try {
       return kind.unlink(name)
     } catch (error) {
@@ -28,6 +28,7 @@ export function removeAnyKind(name) {
       if (error.code !== 'ERR_SHM_WRONG_KIND') throw error
     }
   }
+  throw new Error(`removeAnyKind: ${name} is of a kind this helper does not know`)
 }
 
 /**

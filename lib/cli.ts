@@ -14,7 +14,7 @@ const USAGE = `Usage: shmkit <command> [options]
 
 Commands:
   ls                  list the shmkit segments and channels on this machine
-  inspect NAME        show one in detail: attachers, lock holders (dead ones too), traffic
+  inspect NAME        show one in detail: attachers, lock holders (dead ones too), traffic, entries
   rm NAME...          remove segments or channels by name
   rm --prefix P       remove every one whose name starts with P
   gc                  remove auto-unlink segments whose every attacher is dead
@@ -193,6 +193,15 @@ function inspectOne(name: string, json: boolean): number {
       `${c.messagesInFlight} message(s), ${formatBytes(c.bytesInFlight)} in flight of ${formatBytes(c.capacity)}`,
     ])
     lines.push(['', `${c.sent} sent, ${c.received} received${c.ended ? ', ENDED (receivers drain, then stop)' : ''}`])
+  }
+  if (s.map) {
+    const m = s.map
+    lines.push([
+      'map',
+      `${m.entries} of ${m.capacity} entries, ${formatBytes(m.bytesUsed)} of ${formatBytes(m.heapSize)} used` +
+        (m.evict === 'lru' ? ' (LRU: full means evict)' : ''),
+    ])
+    lines.push(['', `${m.evictions} evicted, ${m.expirations} expired`])
   }
   const width = Math.max(...lines.map(([label]) => label.length))
   for (const [label, value] of lines) console.log(`${label.padEnd(width)}  ${value}`)

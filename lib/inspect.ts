@@ -40,6 +40,21 @@ export interface ChannelStats {
   ended: boolean
 }
 
+/** A map's occupancy and counters, from its control block. */
+export interface MapStats {
+  entries: number
+  capacity: number
+  /** Heap bytes in use (keys, values and block headers) and free, of `heapSize`. */
+  bytesUsed: number
+  bytesFree: number
+  heapSize: number
+  /** Entries removed to make room (LRU maps), and because they expired. */
+  evictions: number
+  expirations: number
+  /** What a new key does when the map is full. */
+  evict: 'none' | 'lru'
+}
+
 /** What `Segment.inspect(name)` reports, without opening the segment for use. */
 export interface SegmentInspection {
   name: string
@@ -63,6 +78,8 @@ export interface SegmentInspection {
   placedMutexes: { offset: number; role?: 'send lock' | 'receive lock'; mutex: MutexStats }[]
   /** For a channel: its traffic. */
   channel?: ChannelStats
+  /** For a map: its occupancy. */
+  map?: MapStats
   /** The OS object's owner (user id, and name when known); absent where the OS has none (Windows). */
   owner?: number
   ownerName?: string
@@ -107,6 +124,24 @@ export function channelStats(words: ArrayLike<number>): ChannelStats {
   }
 }
 
+const mp = CONTRACT.map
+
+/** Map statistics from a map's control block, given a reader of its 32-bit words by byte offset. */
+export function mapStats(word: (offset: number) => number): MapStats {
+  const heapSize = word(mp.heapSize) >>> 0
+  const bytesUsed = word(mp.bytesUsed) >>> 0
+  return {
+    entries: word(mp.count) >>> 0,
+    capacity: word(mp.capacity) >>> 0,
+    bytesUsed,
+    bytesFree: Math.max(0, heapSize - bytesUsed),
+    heapSize,
+    evictions: word(mp.evictions) >>> 0,
+    expirations: word(mp.expirations) >>> 0,
+    evict: word(mp.evict) === 0 ? 'none' : 'lru',
+  }
+}
+
 export function segmentInspection(report: NativeInspection): SegmentInspection {
   const kind = report.kind as Kind
   const inspection: SegmentInspection = {
@@ -137,6 +172,7 @@ export function segmentInspection(report: NativeInspection): SegmentInspection {
     }),
   }
   if (kind === 'channel') inspection.channel = channelStats(report.dataWords)
+  if (kind === 'map') inspection.map = mapStats((offset) => report.dataWords[offset / 4] ?? 0)
   if (report.owner != null) inspection.owner = report.owner
   if (report.ownerName != null) inspection.ownerName = report.ownerName
   if (report.mode != null) inspection.mode = report.mode

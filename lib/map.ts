@@ -9,6 +9,7 @@ import { deserialize, serialize } from 'node:v8'
 import { CODECS, validateCodec, type Codec, type CodecValues } from './codec'
 import { AbortError, coded, rangeError, stateError, typeError, type ShmkitError } from './errors'
 import { Handle } from './handle'
+import { mapStats, type MapStats } from './inspect'
 import { CONSTRUCT, HANDLE } from './internal'
 import type { LockCell } from './lock'
 import { lockCell } from './mutex'
@@ -72,18 +73,6 @@ export interface SharedMapOptions<C extends Codec = Codec> {
 export interface SetOptions {
   /** Milliseconds until the entry expires (it then reads as absent and its room is reused). */
   ttl?: number
-}
-
-export interface MapStats {
-  entries: number
-  capacity: number
-  /** Heap bytes in use (keys, values and block headers) and free, of `heapSize`. */
-  bytesUsed: number
-  bytesFree: number
-  heapSize: number
-  /** Entries removed to make room (LRU maps), and because they expired. */
-  evictions: number
-  expirations: number
 }
 
 /** A change seen by `watch`: the key's new value, or `undefined` once deleted (or expired and removed). */
@@ -390,17 +379,8 @@ export class SharedMap<T = unknown> {
   /** A snapshot of the counters. */
   stats(): MapStats {
     this[HANDLE].assertOpen()
-    const w = (index: number) => Atomics.load(this.#words, index)
-    const used = w(W.bytesUsed)
-    return {
-      entries: w(W.count),
-      capacity: this.#capacity,
-      bytesUsed: used,
-      bytesFree: this.#heapSize - used,
-      heapSize: this.#heapSize,
-      evictions: w(W.evictions),
-      expirations: w(W.expirations),
-    }
+    const words = this.#words
+    return mapStats((offset) => Atomics.load(words, offset / 4))
   }
 
   /** Checks the whole structure (holding the lock): for tests and diagnostics; `ERR_SHM_CORRUPT` says what is wrong. */
