@@ -6,8 +6,9 @@
 //! ```text
 //! data offset  field
 //!      0       control block: magic (written last), version, sizes, codec, policy, counters
-//!    128       write lock (a mutex cell)
-//!    192       undo log: count, then LOG_CAP records { offset u32, old u32 }
+//!     80       free-list heads (32 size classes)
+//!    208       write lock (a mutex cell)
+//!    272       undo log: count, then LOG_CAP records { offset u32, old u32 }
 //!  [log end]   change ring: CHANGES records { entry u32, seq u32 } (for watchers)
 //!              index A, index B: `buckets` u32 each (entry + 1; 0 empty; TOMB removed)
 //!              entries: `capacity` × 64 bytes
@@ -97,7 +98,7 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_CAPACITY: usize = 1 << 24;
 pub const MIN_HEAP: usize = 4096;
 pub const MAX_HEAP: usize = (1 << 32) - 4096;
-/// Default heap for `memory`: 64 bytes per entry plus 1 MiB, at most 64 MiB... see `default_memory`.
+/// Heap blocks and their offsets are multiples of this.
 const ALIGN: usize = 8;
 /// A reader retries a lookup this many times while writers keep changing it before it checks
 /// whether the writer died mid-write (and recovers).
@@ -909,18 +910,27 @@ impl Txn<'_> {
         self.map.word(offset).load(Ordering::Relaxed)
     }
 
-    fn commit(self) {
+    fn commit(mut self) {
+        self.checkpoint();
+    }
+
+    /// Commits what the transaction did so far (the map must be consistent at this point): the
+    /// undo log is emptied and the changes go to the change ring; the transaction goes on.
+    fn checkpoint(&mut self) {
         let map = self.map;
         map.word(LOG_COUNT).store(0, Ordering::Release);
-        for (entry, seq) in &self.changes {
+        self.logged = 0;
+        let mut changed = false;
+        for (entry, seq) in self.changes.drain(..) {
             let position = map.word(CHANGE_POS).load(Ordering::Relaxed);
             let record = CHANGE_RING + (position as usize % CHANGES) * 8;
-            map.word(record).store(*entry, Ordering::Relaxed);
-            map.word(record + 4).store(*seq, Ordering::Relaxed);
+            map.word(record).store(entry, Ordering::Relaxed);
+            map.word(record + 4).store(seq, Ordering::Relaxed);
             map.word(CHANGE_POS)
                 .store(position.wrapping_add(1), Ordering::Release);
+            changed = true;
         }
-        if !self.changes.is_empty() {
+        if changed {
             map.bump_events();
         }
     }
@@ -1145,14 +1155,20 @@ impl Txn<'_> {
     }
 
     /// Evicts (LRU maps) or reports full, until `need` heap bytes can be allocated. Expired
-    /// entries go first, whatever the policy.
+    /// entries go first, whatever the policy. Called before the transaction wrote anything, each
+    /// eviction is committed on its own: a big value may need more evictions than one undo log
+    /// holds, and the map is consistent between two of them.
     fn make_room(&mut self, need: usize, keep: Option<usize>) -> Result<()> {
+        let on_its_own = self.logged == 0;
         for _ in 0..self.map.geometry.capacity * 2 + 2 {
             if self.fits(need)? {
                 return Ok(());
             }
             if !self.evict_one(keep)? {
                 break;
+            }
+            if on_its_own {
+                self.checkpoint();
             }
         }
         if self.fits(need)? {

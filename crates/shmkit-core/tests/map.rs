@@ -128,6 +128,29 @@ fn lru_keeps_hot_keys() {
 }
 
 #[test]
+fn a_big_value_evicts_as_many_small_entries_as_it_needs() {
+    // 64 KiB of heap full of ~3,000 tiny entries; a 16 KiB value needs hundreds of evictions,
+    // far more writes than one transaction's undo log holds.
+    let map = fresh(
+        "lru-big",
+        MapOptions {
+            evict: Evict::Lru,
+            memory: 64 << 10,
+            ..MapOptions::new(10_000)
+        },
+    );
+    let mut i = 0u32;
+    while map.stats().bytes_used < 60 << 10 {
+        map.set(format!("{i:05}").as_bytes(), b"v", None).unwrap();
+        i += 1;
+    }
+    map.set(b"big", &vec![7u8; 16 << 10], None).unwrap();
+    assert_eq!(map.get(b"big").unwrap().map(|v| v.len()), Some(16 << 10));
+    assert!(map.stats().evictions > 300, "{:?}", map.stats());
+    map.verify().unwrap();
+}
+
+#[test]
 fn ttl_expires_lazily_and_is_swept_for_room() {
     let map = fresh("ttl", MapOptions::new(4));
     map.set(b"short", b"x", Some(Duration::from_millis(30)))
