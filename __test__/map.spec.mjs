@@ -50,6 +50,8 @@ test('codecs: string and bytes maps; opening checks the kind; bad input gets cod
   const bytes = freshMap(t, { capacity: 10, codec: 'bytes' })
   bytes.set('k', new Uint8Array([1, 2, 3]))
   t.deepEqual([...bytes.get('k')], [1, 2, 3])
+  bytes.get('k')[0] = 99
+  t.deepEqual([...bytes.get('k')], [1, 2, 3], 'each get of a bytes map returns its own copy')
   const map = freshMap(t, { capacity: 10 })
   throwsCoded(t, () => map.get(5), TypeError, 'ERR_INVALID_ARG_TYPE')
   throwsCoded(t, () => map.set(5, 1), TypeError, 'ERR_INVALID_ARG_TYPE')

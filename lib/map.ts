@@ -215,7 +215,8 @@ export class SharedMap<T = unknown> {
   get(key: string): T | undefined {
     if (this[HANDLE].closed) this[HANDLE].assertOpen()
     if (typeof key !== 'string') throw typeError('key', 'of type string', key)
-    const cached = this.#cache.get(key)
+    // Bytes are returned as a fresh copy every time (the caller may write to it): not cached.
+    const cached = this.#codec === 'bytes' ? undefined : this.#cache.get(key)
     if (cached !== undefined) {
       const seqWord = this.#entries + cached.entry * ENTRY_WORDS
       if (Atomics.load(this.#words, seqWord) === cached.seq) {
@@ -230,6 +231,7 @@ export class SharedMap<T = unknown> {
       return undefined
     }
     const value = freeze(this.#decode(hit.value))
+    if (this.#codec === 'bytes') return value
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.delete(this.#cache.keys().next().value!)
     this.#cache.set(key, { entry: hit.entry, seq: hit.seq, value, expires: hit.expires })
     return value
