@@ -18,3 +18,10 @@ test('the pipeline example delivers every value exactly once across processes', 
   const { stdout } = await run(process.execPath, ['examples/pipeline.js', '20000'], { cwd: root, timeout: 60_000 })
   t.regex(stdout, /B received 20,000 values, sum 200,010,000 \(expected 200,010,000\) exact/)
 })
+
+test('the web cluster example shares sessions, an exact rate limit and live config across workers', async (t) => {
+  const { stdout } = await run(process.execPath, ['examples/web-cluster.js', '2'], { cwd: root, timeout: 60_000 })
+  t.regex(stdout, /session made by worker \d+, read by workers \d+, \d+/)
+  t.regex(stdout, /rate limiter: 10 of 25 requests passed/)
+  t.regex(stdout, /config reloaded by 2 workers: they now say "bonjour"/)
+})
