@@ -551,18 +551,21 @@ impl SharedMap {
         if !(slot.block as usize).is_multiple_of(ALIGN) || end > self.geometry.heap {
             return None;
         }
-        let mut bytes = vec![0u8; len];
-        // SAFETY: `start..end` lies inside the heap (checked above), which lies inside the
-        // mapped data area (validated at open). Other processes may write these bytes
-        // concurrently: they are copied as plain bytes, never interpreted here, and the caller
-        // discards them unless the entry's `seq` proves they were stable.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.segment.data_ptr().add(self.geometry.heap_base + start),
-                bytes.as_mut_ptr(),
-                len,
-            );
+        if end.next_multiple_of(4) > self.geometry.heap {
+            return None;
         }
+        // Other processes may be writing these bytes right now (a reader can follow a slot
+        // that a writer is retiring): they are read as the same relaxed 4-byte atomic words
+        // every writer stores, never interpreted here, and the caller discards them unless the
+        // entry's `seq` proves they were stable. Plain byte copies would be a data race.
+        let mut bytes = Vec::with_capacity(len.next_multiple_of(4));
+        let mut offset = start;
+        while offset < end {
+            let word = self.heap_word(offset).load(Ordering::Relaxed);
+            bytes.extend_from_slice(&word.to_ne_bytes());
+            offset += 4;
+        }
+        bytes.truncate(len);
         Some(bytes)
     }
 
@@ -1342,14 +1345,21 @@ impl Txn<'_> {
         let base = self.map.geometry.heap_base + block + BLOCK_HEADER;
         self.log(base, false)?;
         self.log(base + 4, false)?;
-        // SAFETY: the block was just allocated for at least key + value bytes after its header
-        // (and at least 8: blocks are 16 bytes or more), inside the heap, inside the mapping; no
-        // reader reads it until a slot pointing to it is published (the seq bump, with release
-        // ordering).
-        unsafe {
-            let target = self.map.segment.data_ptr().add(base);
-            std::ptr::copy_nonoverlapping(key.as_ptr(), target, key.len());
-            std::ptr::copy_nonoverlapping(value.as_ptr(), target.add(key.len()), value.len());
+        // The block was allocated for at least key + value bytes after its header, rounded up
+        // to 8, so the last word's padding lies inside it. A reader following a stale slot may
+        // read these words while they are written: both sides use relaxed 4-byte atomics (the
+        // heap's only access size), and the reader's seq check discards what it saw.
+        let len = key.len() + value.len();
+        let mut padded = Vec::with_capacity(len.next_multiple_of(4));
+        padded.extend_from_slice(key);
+        padded.extend_from_slice(value);
+        padded.resize(len.next_multiple_of(4), 0);
+        let first = block + BLOCK_HEADER;
+        for (i, word) in padded.chunks_exact(4).enumerate() {
+            let word = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
+            self.map
+                .heap_word(first + i * 4)
+                .store(word, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -216,44 +216,49 @@ fn the_allocator_survives_churn_without_losing_memory() {
 
 #[test]
 fn readers_never_see_a_torn_value() {
+    // Counted, not timed: the writer makes a fixed number of changes and every reader keeps
+    // reading until the writer is done and it has read enough itself (so this holds under
+    // valgrind, which runs one thread at a time, as well as on an idle machine).
+    const WRITES: u32 = 3000;
+    const READS: u64 = 1000;
     let map = Arc::new(fresh("torn", MapOptions::new(64)));
-    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (map, stop) = (map.clone(), stop.clone());
+        let (map, done) = (map.clone(), done.clone());
         std::thread::spawn(move || {
-            let mut i = 0u32;
-            while !stop.load(Ordering::Relaxed) {
+            for i in 0..WRITES {
                 let byte = (i % 256) as u8;
                 let value = vec![byte; 16 + (i as usize % 300)];
                 map.set(format!("k{}", i % 8).as_bytes(), &value, None)
                     .unwrap();
-                i += 1;
+                if i % 64 == 0 {
+                    std::thread::yield_now();
+                }
             }
-            i
+            done.store(true, Ordering::Release);
         })
     };
     let readers: Vec<_> = (0..2)
         .map(|_| {
-            let (map, stop) = (map.clone(), stop.clone());
+            let (map, done) = (map.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut reads = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                while reads < READS || !done.load(Ordering::Acquire) {
                     for k in 0..8 {
                         if let Some(value) = map.get(format!("k{k}").as_bytes()).unwrap() {
                             assert!(value.iter().all(|&b| b == value[0]), "a torn value");
                             reads += 1;
                         }
                     }
+                    std::thread::yield_now();
                 }
                 reads
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 100);
+    writer.join().unwrap();
     for reader in readers {
-        assert!(reader.join().unwrap() > 100);
+        assert!(reader.join().unwrap() >= READS);
     }
     map.verify().unwrap();
 }
