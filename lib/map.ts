@@ -47,6 +47,15 @@ const W = {
 const ENTRY_WORDS = M.entrySize / 4
 const SLOT_WORDS = M.slotSize / 4
 const TOMB = M.tomb | 0
+// Word offsets inside an entry and a slot, as plain constants for the lookup's hot loop.
+const E_SLOTS = M.eSlots / 4
+const S_HASH = M.sHash / 4
+const S_BLOCK = M.sBlock / 4
+const S_KEY_LEN = M.sKeyLen / 4
+const S_VALUE_LEN = M.sValueLen / 4
+const S_EXPIRES_LO = M.sExpiresLo / 4
+const S_EXPIRES_HI = M.sExpiresHi / 4
+const BLOCK_HEADER = M.blockHeader
 /** A reader retries a lookup this many times while writers keep changing it, then checks
  * whether the writer died mid-write (and repairs). */
 const READ_ATTEMPTS = 1000
@@ -93,7 +102,15 @@ interface Hit {
   entry: number
   seq: number
   expires: number
-  value: Uint8Array
+  /** The value's text (text codecs) or a copy of its bytes; undefined when not asked for. */
+  value: string | Uint8Array | undefined
+}
+
+/** What a lookup reads of the value: nothing (`has`), its text, or a copy of its bytes. */
+const enum Want {
+  Nothing,
+  Text,
+  Bytes,
 }
 
 const RETRY = Symbol('retry')
@@ -110,8 +127,12 @@ export class SharedMap<T = unknown> {
   /** @internal */
   readonly [HANDLE]: Handle
   readonly #codec: Codec
+  /** What a `get` reads of a value: text for the text codecs, bytes for the others. */
+  readonly #want: Want
   readonly #words: Uint32Array
-  readonly #heap: Uint8Array
+  readonly #heap: Buffer
+  /** The same bytes as a plain Uint8Array (copies of it are what a bytes map returns). */
+  readonly #heapBytes: Uint8Array
   readonly #capacity: number
   readonly #buckets: number
   readonly #heapSize: number
@@ -134,7 +155,8 @@ export class SharedMap<T = unknown> {
     this[HANDLE] = handle
     const regions = handle.native.mapRegions()
     this.#words = new Uint32Array(handle.data)
-    this.#heap = new Uint8Array(handle.data, regions.heap, regions.heapSize)
+    this.#heap = Buffer.from(handle.data, regions.heap, regions.heapSize)
+    this.#heapBytes = new Uint8Array(handle.data, regions.heap, regions.heapSize)
     this.#capacity = regions.capacity
     this.#buckets = regions.buckets
     this.#heapSize = regions.heapSize
@@ -143,6 +165,7 @@ export class SharedMap<T = unknown> {
     this.#entries = regions.entries / 4
     this.#lru = this.#words[W.evict] === 1
     this.#codec = codec ?? CODECS[this.#words[W.codec]!] ?? 'json'
+    this.#want = this.#codec === 'json' || this.#codec === 'string' ? Want.Text : Want.Bytes
     this.#lock = lockCell(handle, M.lock, `the lock of map "${handle.name}"`)
   }
 
@@ -225,12 +248,12 @@ export class SharedMap<T = unknown> {
         return cached.value
       }
     }
-    const hit = this.#find(key)
+    const hit = this.#find(key, this.#want)
     if (hit === undefined) {
       if (cached !== undefined) this.#cache.delete(key)
       return undefined
     }
-    const value = freeze(this.#decode(hit.value))
+    const value = freeze(this.#decode(hit.value!))
     if (this.#codec === 'bytes') return value
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.delete(this.#cache.keys().next().value!)
     this.#cache.set(key, { entry: hit.entry, seq: hit.seq, value, expires: hit.expires })
@@ -241,7 +264,7 @@ export class SharedMap<T = unknown> {
   has(key: string): boolean {
     if (this[HANDLE].closed) this[HANDLE].assertOpen()
     if (typeof key !== 'string') throw typeError('key', 'of type string', key)
-    return this.#find(key) !== undefined
+    return this.#find(key, Want.Nothing) !== undefined
   }
 
   /**
@@ -353,17 +376,35 @@ export class SharedMap<T = unknown> {
     handle.assertOpen()
     const words = this.#words
     let position = Atomics.load(words, W.changePos)
+    // A record names an entry, and the entry's key may be gone by the time it is read (deleted,
+    // or the entry reused for another key). So the watcher remembers which key each entry held:
+    // for one key, the entry holding it; for every key, every entry's key (read once here).
+    let tracked = key === undefined ? -1 : (this.#find(key, Want.Nothing)?.entry ?? -1)
+    const known = key === undefined ? this.#keysByEntry() : undefined
     for (;;) {
       const event = Atomics.load(words, W.events)
       const end = Atomics.load(words, W.changePos)
       if ((end - position) >>> 0 > M.changes) position = (end - M.changes) >>> 0
-      const seen = new Set<string>()
+      const changed: string[] = []
       for (; position !== end; position = (position + 1) >>> 0) {
-        const record = M.changeRing / 4 + (position % M.changes) * 2
-        const changed = this.#keyOfChange(words[record]!, words[record + 1]!)
-        if (changed === undefined || (key !== undefined && changed !== key) || seen.has(changed)) continue
-        seen.add(changed)
-        yield { key: changed, value: this.get(changed) }
+        const entry = words[M.changeRing / 4 + (position % M.changes) * 2]!
+        if (entry >= this.#capacity) continue // a scribbled record
+        const now = this.#entryKey(entry)
+        if (key !== undefined) {
+          if (entry === tracked || now === key) changed.push(key)
+        } else {
+          const before = known!.get(entry)
+          if (before !== undefined && before !== now) changed.push(before) // deleted, evicted or replaced
+          if (now !== undefined) {
+            changed.push(now)
+            known!.set(entry, now)
+          } else known!.delete(entry)
+        }
+      }
+      for (const changedKey of new Set(changed)) {
+        const value = this.get(changedKey)
+        if (key !== undefined) tracked = value === undefined ? -1 : (this.#find(key, Want.Nothing)?.entry ?? -1)
+        yield { key: changedKey, value }
         if (handle.closed) return
       }
       // Sleep until a writer commits (the flag asks writers for a wake-up).
@@ -453,16 +494,17 @@ export class SharedMap<T = unknown> {
     }
   }
 
-  #decode(bytes: Uint8Array): T {
+  #decode(raw: string | Uint8Array): T {
+    const text = typeof raw === 'string' ? raw : undefined
     switch (this.#codec) {
       case 'json':
-        return JSON.parse(utf8Decoder.decode(bytes)) as T
+        return JSON.parse(text ?? utf8Decoder.decode(raw as Uint8Array)) as T
       case 'string':
-        return utf8Decoder.decode(bytes) as T
+        return (text ?? utf8Decoder.decode(raw as Uint8Array)) as T
       case 'bytes':
-        return bytes as T
+        return raw as T
       case 'v8':
-        return deserialize(bytes) as T
+        return deserialize(raw as Uint8Array) as T
     }
   }
 
@@ -473,16 +515,34 @@ export class SharedMap<T = unknown> {
   }
 
   /** Looks `key` up: a consistent snapshot of its entry, or undefined (absent or expired). */
-  #find(key: string): Hit | undefined {
+  #find(key: string, want: Want): Hit | undefined {
     const scratch = this.#keyBytes
-    const { read, written } = utf8.encodeInto(key, scratch)
-    if (read !== key.length || written > M.maxKeyBytes) return undefined // longer than any key
+    const length = key.length
+    if (length > M.maxKeyBytes) return undefined // longer than any key
+    // The key's UTF-8 bytes and their FNV-1a hash in one pass for ASCII keys (most keys);
+    // others through the encoder.
+    let written = length
     let hash = 0x811c9dc5
-    for (let i = 0; i < written; i++) hash = Math.imul(hash ^ scratch[i]!, 0x01000193)
+    for (let i = 0; i < length; i++) {
+      const code = key.charCodeAt(i)
+      if (code > 0x7f) {
+        written = -1
+        break
+      }
+      scratch[i] = code
+      hash = Math.imul(hash ^ code, 0x01000193)
+    }
+    if (written < 0) {
+      const encoded = utf8.encodeInto(key, scratch)
+      if (encoded.read !== length || encoded.written > M.maxKeyBytes) return undefined
+      written = encoded.written
+      hash = 0x811c9dc5
+      for (let i = 0; i < written; i++) hash = Math.imul(hash ^ scratch[i]!, 0x01000193)
+    }
     hash >>>= 0
     for (let attempt = 0; attempt < READ_ATTEMPTS * 2; attempt++) {
       if (attempt === READ_ATTEMPTS) this.#repairIfAbandoned()
-      const found = this.#tryFind(scratch, written, hash)
+      const found = this.#tryFind(scratch, written, hash, want)
       if (found === RETRY) continue
       if (found === undefined) return undefined
       if (found.expires !== 0 && found.expires <= Date.now()) return undefined
@@ -492,12 +552,14 @@ export class SharedMap<T = unknown> {
     throw corrupt('lookups keep changing under readers')
   }
 
-  #tryFind(key: Uint8Array, keyLength: number, hash: number): Hit | undefined | typeof RETRY {
+  #tryFind(key: Uint8Array, keyLength: number, hash: number, want: Want): Hit | undefined | typeof RETRY {
     const words = this.#words
+    const heap = this.#heap
+    const buckets = this.#buckets
     const gen = Atomics.load(words, W.indexGen)
     const index = gen & 1 ? this.#indexB : this.#indexA
-    const mask = this.#buckets - 1
-    for (let probe = 0; probe < this.#buckets; probe++) {
+    const mask = buckets - 1
+    for (let probe = 0; probe < buckets; probe++) {
       const bucket = Atomics.load(words, index + ((hash + probe) & mask)) | 0
       if (bucket === 0) break
       if (bucket === TOMB) continue
@@ -505,15 +567,15 @@ export class SharedMap<T = unknown> {
       if (entry >= this.#capacity) throw corrupt(`bucket names entry ${entry}`)
       const base = this.#entries + entry * ENTRY_WORDS
       const seq = Atomics.load(words, base)
-      const slot = base + M.eSlots / 4 + (seq & 1) * SLOT_WORDS
-      if (words[slot + M.sHash / 4] !== hash || words[slot + M.sKeyLen / 4] !== keyLength) {
+      const slot = base + E_SLOTS + (seq & 1) * SLOT_WORDS
+      if (words[slot + S_HASH] !== hash || words[slot + S_KEY_LEN] !== keyLength) {
         if (Atomics.load(words, base) !== seq) return RETRY
         continue
       }
-      const block = words[slot + M.sBlock / 4]!
-      const valueLength = words[slot + M.sValueLen / 4]!
-      const expires = words[slot + M.sExpiresLo / 4]! + words[slot + M.sExpiresHi / 4]! * 2 ** 32
-      const start = block + M.blockHeader
+      const block = words[slot + S_BLOCK]! >>> 0
+      const valueLength = words[slot + S_VALUE_LEN]! >>> 0
+      const expires = (words[slot + S_EXPIRES_LO]! >>> 0) + (words[slot + S_EXPIRES_HI]! >>> 0) * 2 ** 32
+      const start = block + BLOCK_HEADER
       const end = start + keyLength + valueLength
       if (block % 8 !== 0 || end > this.#heapSize) {
         if (Atomics.load(words, base) !== seq) return RETRY
@@ -521,15 +583,22 @@ export class SharedMap<T = unknown> {
       }
       let same = true
       for (let i = 0; i < keyLength; i++) {
-        if (this.#heap[start + i] !== key[i]) {
+        if (heap[start + i] !== key[i]) {
           same = false
           break
         }
       }
-      const value = same ? this.#heap.slice(start + keyLength, end) : undefined
+      // Decoding bytes a writer may be changing is harmless: the result is dropped below unless
+      // `seq` proves they were one version.
+      const value =
+        !same || want === Want.Nothing
+          ? undefined
+          : want === Want.Text
+            ? heap.toString('utf8', start + keyLength, end)
+            : this.#heapBytes.slice(start + keyLength, end)
       // The slot and its bytes are consistent if `seq` did not move (the entry's SYNC POINT).
       if (Atomics.load(words, base) !== seq) return RETRY
-      if (value === undefined) continue
+      if (!same) continue
       if (Atomics.load(words, W.indexGen) !== gen) return RETRY
       return { entry, seq, expires, value }
     }
@@ -564,25 +633,38 @@ export class SharedMap<T = unknown> {
     const end = start + keyLength + valueLength
     if (block === 0 || block % 8 !== 0 || keyLength > M.maxKeyBytes || end > this.#heapSize) return undefined
     return {
-      key: utf8Decoder.decode(this.#heap.subarray(start, start + keyLength)),
-      value: this.#heap.slice(start + keyLength, end),
+      key: this.#heap.toString('utf8', start, start + keyLength),
+      value: this.#heapBytes.slice(start + keyLength, end),
       expires: words[s + M.sExpiresLo / 4]! + words[s + M.sExpiresHi / 4]! * 2 ** 32,
     }
   }
 
-  /** The key a change record names: the entry's key at that version, or (a deletion) before it. */
-  #keyOfChange(entry: number, seq: number): string | undefined {
-    if (entry >= this.#capacity) return undefined
+  /** The key entry `entry` holds now, read consistently; undefined if it is free. */
+  #entryKey(entry: number): string | undefined {
     const words = this.#words
     const base = this.#entries + entry * ENTRY_WORDS
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const now = Atomics.load(words, base)
-      if ((now - seq) >>> 0 > 1) return undefined // rewritten since: a later record covers it
-      const found = this.#slotBytes(base, seq & 1) ?? this.#slotBytes(base, (seq + 1) & 1)
-      if (Atomics.load(words, base) !== now) continue
-      return found?.key
+      const seq = Atomics.load(words, base)
+      const live = Atomics.load(words, base + M.eLive / 4) !== 0
+      const slot = base + E_SLOTS + (seq & 1) * SLOT_WORDS
+      const block = words[slot + S_BLOCK]!
+      const keyLength = words[slot + S_KEY_LEN]!
+      const start = block + BLOCK_HEADER
+      const inside = block !== 0 && block % 8 === 0 && keyLength <= M.maxKeyBytes && start + keyLength <= this.#heapSize
+      const key = live && inside ? this.#heap.toString('utf8', start, start + keyLength) : undefined
+      if (Atomics.load(words, base) === seq) return key
     }
     return undefined
+  }
+
+  /** Every live entry's key, by entry. */
+  #keysByEntry(): Map<number, string> {
+    const keys = new Map<number, string>()
+    for (let entry = 0; entry < this.#capacity; entry++) {
+      const key = this.#entryKey(entry)
+      if (key !== undefined) keys.set(entry, key)
+    }
+    return keys
   }
 
   /** For readers that kept seeing changes: a dead writer's lock is taken over and the map repaired. */
