@@ -14,6 +14,7 @@ const load = (name) => JSON.parse(fs.readFileSync(`${dir}/${name}.json`, 'utf8')
 const locks = load('locks')
 const channels = load('channels')
 const segments = load('segments')
+const maps = fs.existsSync(`${dir}/maps.json`) ? load('maps') : undefined
 
 const rate = (r) => r.median
 const fmt = (perSecond) =>
@@ -89,6 +90,18 @@ if (t64.shmkitBatch)
 goal('64 B round trip p50, awake peer', rtt64.shmkit.p50.median, 2, `${rtt64.shmkit.p50.median.toFixed(1)} µs`, {
   atMost: true,
 })
+
+if (maps) {
+  const m = maps.results.contenders
+  const mapGoal = (what, mine, theirs, target) =>
+    mine && theirs && goal(what, rate(mine) / rate(theirs), target, `${fmt(rate(mine))} vs ${fmt(rate(theirs))}`)
+  mapGoal('SharedMap `get` vs lmdb-js `get`', m.shmkit.get, m.lmdb?.get, 2)
+  mapGoal('SharedMap `get`, 2 processes reading, vs lmdb-js', m.shmkit.twoReaders, m.lmdb?.twoReaders, 2)
+  mapGoal('SharedMap `set` vs lmdb-js `putSync`', m.shmkit.set, m.lmdb?.set, 10)
+  mapGoal('SharedMap `set` vs lmdb-js `put` awaited in batches', m.shmkit.set, m.lmdb?.setBatched, 2)
+  mapGoal('SharedMap `get` vs Redis awaited `get` (Unix socket)', m.shmkit.get, m.redis?.get, 20)
+  mapGoal('SharedMap `set` vs Redis awaited `set` (Unix socket)', m.shmkit.set, m.redis?.set, 20)
+}
 
 const machine = `${locks.cpus} cores, ${locks.cpu ?? channels.cpu ?? 'unknown CPU'}, Node ${locks.node}`
 console.log(`\nshmkit's goals, from the run of ${locks.date.slice(0, 10)} (${machine})\n`)
@@ -202,6 +215,27 @@ push(
 )
 if (s.python?.median) push(`| Python \`multiprocessing.shared_memory\` | ${s.python.median.toFixed(0)} µs |`)
 if (s.shmTypedArray?.median) push(`| \`shm-typed-array\` | ${s.shmTypedArray.median.toFixed(0)} µs |`)
+if (maps) {
+  const m = maps.results.contenders
+  const cell = (r) => (r ? fmt(rate(r)) : '')
+  push(
+    '',
+    '## Maps',
+    '',
+    `\`bench/maps.mjs\`: ${maps.results.keys.toLocaleString('en')} keys \`user:<n>\`, values small JSON objects (about 90 bytes),`,
+    'read in one fixed pseudo-random order. lmdb-js runs with `noSync` (no fsync per commit: in',
+    'memory and not durable, like shared memory). "First read" is a new handle reading every value',
+    'once (each read decodes); a long-running reader mostly hits values it decoded before.',
+    '',
+    '| contender | get | get, first read | get, 2 processes | set | batched writes |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...Object.values(m).map(
+      (r) =>
+        `| ${r.label} | ${cell(r.get)}${r.getPipelined ? ` (pipelined x100: ${cell(r.getPipelined)})` : ''} | ${cell(r.getCold)} | ${cell(r.twoReaders)} | ${cell(r.set)} | ${r.setBatched ? `\`put\` x1000, awaited: ${cell(r.setBatched)}` : ''} |`,
+    ),
+  )
+  for (const [key, why] of Object.entries(maps.results.skipped)) push('', `${key}: skipped (${why}).`)
+}
 push('')
 fs.writeFileSync(here('../docs/benchmarks.md'), lines.join('\n'))
 console.log('\nwrote docs/benchmarks.md')
