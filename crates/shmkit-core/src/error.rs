@@ -48,6 +48,9 @@ pub enum ErrorCode {
     ForeignOwner,
     /// `ERR_SHM_MAP_FULL`: a new key does not fit a map that does not evict.
     MapFull,
+    /// `ERR_SHM_LAGGED`: a topic subscriber was lapped (overwrite mode) and missed this many
+    /// messages; it continues from the oldest one still there.
+    Lagged(u64),
     /// Any other OS error, by errno.
     Os(i32),
 }
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::WrongKind => "ERR_SHM_WRONG_KIND",
             ErrorCode::ForeignOwner => "ERR_SHM_FOREIGN_OWNER",
             ErrorCode::MapFull => "ERR_SHM_MAP_FULL",
+            ErrorCode::Lagged(_) => "ERR_SHM_LAGGED",
             ErrorCode::Cancelled => "ABORT_ERR",
             ErrorCode::ChannelEnded => "ERR_SHM_CHANNEL_ENDED",
             ErrorCode::Os(errno) => errno_name(*errno),
@@ -197,6 +201,10 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
     (
         "ERR_SHM_MAP_FULL",
         "a new key does not fit a map that does not evict",
+    ),
+    (
+        "ERR_SHM_LAGGED",
+        "a topic subscriber fell behind an overwrite-mode topic (missed says how many)",
     ),
     (
         "ERR_SHM_NOT_LOCKED",

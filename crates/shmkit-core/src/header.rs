@@ -70,6 +70,7 @@ pub enum Kind {
     Segment = 1,
     Channel = 2,
     Map = 3,
+    Topic = 4,
 }
 
 /// A number that differs between any two segments created on this machine: time, process and a
@@ -88,7 +89,7 @@ pub fn new_instance() -> u64 {
 
 impl Kind {
     /// Every kind, in id order.
-    pub const ALL: [Kind; 3] = [Kind::Segment, Kind::Channel, Kind::Map];
+    pub const ALL: [Kind; 4] = [Kind::Segment, Kind::Channel, Kind::Map, Kind::Topic];
 
     pub fn from_u32(value: u32) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| *kind as u32 == value)
@@ -100,6 +101,7 @@ impl Kind {
             Kind::Segment => "segment",
             Kind::Channel => "channel",
             Kind::Map => "map",
+            Kind::Topic => "topic",
         }
     }
 }

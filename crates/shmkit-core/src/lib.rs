@@ -32,6 +32,7 @@ pub mod name;
 pub mod platform;
 pub mod segment;
 mod shm;
+pub mod topic;
 
 pub use attach::Attacher;
 pub use channel::{Channel, ChannelStats};
@@ -42,6 +43,7 @@ pub use mutex::MutexStats;
 pub use mutex::{Acquired, MutexCell, MUTEX_ALIGN, MUTEX_SIZE};
 pub use platform::{current_thread, Liveness, ThreadIdentity, WaitOutcome};
 pub use segment::{CreateOptions, Segment, SegmentReport, DEFAULT_MODE, MAX_DATA_SIZE};
+pub use topic::{Slow, Subscription, Topic, TopicOptions, TopicStats};
 
 // The README's example is compiled and run as a doc test.
 #[doc = include_str!("../README.md")]
