@@ -7,6 +7,7 @@
  * - `Channel`: a cross-process message queue in shared memory.
  * - `Layout`: typed fields and placed mutexes laid out in a segment.
  * - `SharedMap`: a key-value map every process reads without a lock.
+ * - `Topic`: broadcast: every subscriber gets every message.
  *
  * The implementation lives in `lib/`, in layers; this file is the public surface.
  */
@@ -19,4 +20,5 @@ export type { Kind } from './lib/handle';
 export type { ChannelStats, Liveness, MapStats, MutexStats, SegmentInspection } from './lib/inspect';
 export { Layout, type FieldType, type LayoutFields, type LayoutView } from './lib/layout';
 export { SharedMap, type SharedMapOptions, type SetOptions, type MapChange } from './lib/map';
+export { Topic, Subscription, type TopicCreateOptions, type TopicOpenOptions, type TopicStats, type TopicSubscriberStats, } from './lib/topic';
 export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE, type AsyncOptions, type TimeoutOptions } from './lib/validate';

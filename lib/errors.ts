@@ -37,6 +37,7 @@ export type ShmkitErrorCode =
   | 'ERR_SHM_CHANNEL_ENDED'
   | 'ERR_SHM_FOREIGN_OWNER'
   | 'ERR_SHM_MAP_FULL'
+  | 'ERR_SHM_LAGGED'
   | 'ERR_SHM_NOT_LOCKED'
   | 'ERR_SHM_ENCODE'
   | 'ERR_SHM_NO_BINARY'
@@ -79,6 +80,7 @@ export const ERROR_CODES: readonly ShmkitErrorCode[] = [
   'ERR_SHM_CHANNEL_ENDED',
   'ERR_SHM_FOREIGN_OWNER',
   'ERR_SHM_MAP_FULL',
+  'ERR_SHM_LAGGED',
   'ERR_SHM_NOT_LOCKED',
   'ERR_SHM_ENCODE',
   'ERR_SHM_NO_BINARY',

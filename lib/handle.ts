@@ -6,7 +6,7 @@ import { stateError } from './errors'
 import { CONTRACT, NativeSegment, type NativeCreateOptions, type NativeOpenOptions, type WaitToken } from './native'
 
 /** What a segment holds: its `kind` in the header. */
-export type Kind = 'segment' | 'channel' | 'map'
+export type Kind = 'segment' | 'channel' | 'map' | 'topic'
 
 /** A native wait in flight, tracked by its mapping so `close()` can cancel it. */
 export interface PendingRequest {
@@ -31,7 +31,7 @@ export interface Releasable {
 /** Per segment instance mapped by this thread: its cells' states, and how many mappings. */
 const instances = new Map<string, { mappings: number; cells: Map<number, CellState> }>()
 
-const KIND_LABELS: Record<Kind, string> = { segment: 'Segment', channel: 'Channel', map: 'Map' }
+const KIND_LABELS: Record<Kind, string> = { segment: 'Segment', channel: 'Channel', map: 'Map', topic: 'Topic' }
 
 /** Cell handle of the header mutex; placed mutexes use their data offset. */
 export const HEADER_CELL = -1

@@ -339,32 +339,14 @@ export class Ring {
     }
   }
 
-  /**
-   * Wakes every sleeper of one side, if any announced itself: the flag is cleared by the waker
-   * (so a burst of messages costs one wake-up, not one per message) and the event bumped before
-   * the kernel wake, so a sleeper that read the old event value cannot miss it.
-   */
   wakeSleepers(flag: number, event: number): void {
-    const words = this.words
-    if (Atomics.load(words, flag) !== 0 && Atomics.exchange(words, flag, 0) !== 0) {
-      Atomics.add(words, event, 1)
-      this.handle.native.notify(event * 4, Infinity)
-    }
+    wakeSleepers(this.handle, this.words, flag, event)
   }
 
-  /** Spins briefly (an awake peer answers within microseconds); true if `ready()` came true. */
   spinUntil(ready: () => boolean): boolean {
-    const until = performance.now() + SPIN_MICROSECONDS / 1000
-    do {
-      if (ready()) return true
-    } while (performance.now() < until)
-    return false
+    return spinUntil(ready)
   }
 
-  /**
-   * Sleeps until the event word changes (see docs/CHANNELS.md for why no wake-up is lost):
-   * read the event, raise the sleeper flag, re-check, then sleep on the event value.
-   */
   waitFor(
     flag: number,
     event: number,
@@ -373,17 +355,10 @@ export class Ring {
     what: () => string,
     timeoutMs: number,
   ): void {
-    const words = this.words
-    const seen = Atomics.load(words, event)
-    Atomics.store(words, flag, 1)
-    if (ready()) return
-    const left = remainingMs(deadline)
-    if (left === 0) throw timedOut(what(), timeoutMs)
-    this.handle.native.wait(event * 4, seen | 0, Math.min(left < 0 ? SLEEP_SLICE_MS : left, SLEEP_SLICE_MS))
+    sleepOn(this.handle, this.words, flag, event, ready, deadline, what, timeoutMs, SLEEP_SLICE_MS)
   }
 
-  /** `waitFor` on a native waiter thread, without blocking the event loop. */
-  async waitForAsync(
+  waitForAsync(
     flag: number,
     event: number,
     ready: () => boolean,
@@ -392,14 +367,7 @@ export class Ring {
     what: () => string,
     timeoutMs: number,
   ): Promise<void> {
-    const words = this.words
-    const seen = Atomics.load(words, event)
-    Atomics.store(words, flag, 1)
-    if (ready()) return
-    const left = remainingMs(deadline)
-    if (left === 0) throw timedOut(what(), timeoutMs)
-    const slice = left < 0 ? SLEEP_SLICE_MS : Math.min(left, SLEEP_SLICE_MS)
-    await nativeWait(this.handle, signal, (token) => this.handle.native.waitAsync(event * 4, seen | 0, slice, token))
+    return sleepOnAsync(this.handle, this.words, flag, event, ready, deadline, signal, what, timeoutMs, SLEEP_SLICE_MS)
   }
 
   /**
@@ -430,4 +398,71 @@ function holdSide(cell: LockCell, lock: SideLock): boolean {
   }
   if (lock === TRY) return cell.tryAcquire() !== 0
   return cell.acquireAfterWait(lock === AFTER_DEATH ? 'owner-dead' : 'woken') !== 0
+}
+
+/**
+ * Wakes every sleeper of one side, if any announced itself: the flag is cleared by the waker (so
+ * a burst of messages costs one wake-up, not one per message) and the event bumped before the
+ * kernel wake, so a sleeper that read the old event value cannot miss it. `flag` and `event` are
+ * word indices into `words` (the data area's first words).
+ */
+export function wakeSleepers(handle: Handle, words: Uint32Array, flag: number, event: number): void {
+  if (Atomics.load(words, flag) !== 0 && Atomics.exchange(words, flag, 0) !== 0) {
+    Atomics.add(words, event, 1)
+    handle.native.notify(event * 4, Infinity)
+  }
+}
+
+/** Spins briefly (an awake peer answers within microseconds); true if `ready()` came true. */
+export function spinUntil(ready: () => boolean): boolean {
+  const until = performance.now() + SPIN_MICROSECONDS / 1000
+  do {
+    if (ready()) return true
+  } while (performance.now() < until)
+  return false
+}
+
+/**
+ * Sleeps (one slice at most) until the event word changes, without losing a wake-up (see
+ * docs/CHANNELS.md): read the event, raise the sleeper flag, re-check, then sleep on the value.
+ */
+export function sleepOn(
+  handle: Handle,
+  words: Uint32Array,
+  flag: number,
+  event: number,
+  ready: () => boolean,
+  deadline: number,
+  what: () => string,
+  timeoutMs: number,
+  sliceMs: number,
+): void {
+  const seen = Atomics.load(words, event)
+  Atomics.store(words, flag, 1)
+  if (ready()) return
+  const left = remainingMs(deadline)
+  if (left === 0) throw timedOut(what(), timeoutMs)
+  handle.native.wait(event * 4, seen | 0, left < 0 ? sliceMs : Math.min(left, sliceMs))
+}
+
+/** `sleepOn` on a native waiter thread, without blocking the event loop. */
+export async function sleepOnAsync(
+  handle: Handle,
+  words: Uint32Array,
+  flag: number,
+  event: number,
+  ready: () => boolean,
+  deadline: number,
+  signal: AbortSignal | undefined,
+  what: () => string,
+  timeoutMs: number,
+  sliceMs: number,
+): Promise<void> {
+  const seen = Atomics.load(words, event)
+  Atomics.store(words, flag, 1)
+  if (ready()) return
+  const left = remainingMs(deadline)
+  if (left === 0) throw timedOut(what(), timeoutMs)
+  const slice = left < 0 ? sliceMs : Math.min(left, sliceMs)
+  await nativeWait(handle, signal, (token) => handle.native.waitAsync(event * 4, seen | 0, slice, token))
 }

@@ -91,6 +91,41 @@ pub struct MapLayout {
     pub max_memory: f64,
 }
 
+/// A topic's data area (docs/TOPIC.md).
+#[napi(object)]
+pub struct TopicLayout {
+    pub ready: u32,
+    pub capacity: u32,
+    pub codec: u32,
+    pub slow: u32,
+    pub slots: u32,
+    pub ended: u32,
+    pub ring_at: u32,
+    pub tail: u32,
+    pub writing: u32,
+    pub head: u32,
+    pub published: u32,
+    pub sub_sleepers: u32,
+    pub sub_event: u32,
+    pub pub_sleepers: u32,
+    pub pub_event: u32,
+    pub reaped: u32,
+    pub publish_lock: u32,
+    pub table: u32,
+    pub slot_size: u32,
+    pub s_state: u32,
+    pub s_cursor: u32,
+    pub s_seq: u32,
+    pub s_missed: u32,
+    pub record_header: u32,
+    pub topic_magic: u32,
+    pub layout_version: u32,
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+    pub default_subscribers: u32,
+    pub max_subscribers: u32,
+}
+
 #[napi(object)]
 pub struct Contract {
     pub layout_version: u32,
@@ -103,6 +138,7 @@ pub struct Contract {
     pub mutex: MutexCellLayout,
     pub channel: ChannelLayout,
     pub map: MapLayout,
+    pub topic: TopicLayout,
     /// Codec names by id.
     pub codecs: Vec<String>,
     /// Every error code, in the order of `docs/errors.md`.
@@ -203,6 +239,41 @@ pub fn contract() -> Contract {
                 max_capacity: u(m::MAX_CAPACITY),
                 min_memory: u(m::MIN_HEAP),
                 max_memory: m::MAX_HEAP as f64,
+            }
+        },
+        topic: {
+            use shmkit_core::topic::{self as t, layout as l};
+            TopicLayout {
+                ready: u(l::READY),
+                capacity: u(l::CAPACITY),
+                codec: u(l::CODEC),
+                slow: u(l::SLOW),
+                slots: u(l::SLOTS),
+                ended: u(l::ENDED),
+                ring_at: u(l::RING_AT),
+                tail: u(l::TAIL),
+                writing: u(l::WRITING),
+                head: u(l::HEAD),
+                published: u(l::PUBLISHED),
+                sub_sleepers: u(l::SUB_SLEEPERS),
+                sub_event: u(l::SUB_EVENT),
+                pub_sleepers: u(l::PUB_SLEEPERS),
+                pub_event: u(l::PUB_EVENT),
+                reaped: u(l::REAPED),
+                publish_lock: u(l::PUBLISH_LOCK),
+                table: u(l::TABLE),
+                slot_size: u(l::SLOT_SIZE),
+                s_state: u(l::S_STATE),
+                s_cursor: u(l::S_CURSOR),
+                s_seq: u(l::S_SEQ),
+                s_missed: u(l::S_MISSED),
+                record_header: u(l::RECORD_HEADER),
+                topic_magic: t::TOPIC_MAGIC,
+                layout_version: t::TOPIC_VERSION,
+                min_capacity: u(t::MIN_CAPACITY),
+                max_capacity: u(t::MAX_CAPACITY),
+                default_subscribers: u(t::DEFAULT_SUBSCRIBERS),
+                max_subscribers: u(t::MAX_SUBSCRIBERS),
             }
         },
         codecs: channel::CODECS.iter().map(|c| (*c).to_owned()).collect(),

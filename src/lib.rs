@@ -18,3 +18,4 @@ mod waiting;
 
 // Last: napi-derive needs `NativeSegment` (in `segment`) parsed before this second impl block.
 mod map;
+mod topic;

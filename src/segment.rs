@@ -24,6 +24,8 @@ pub struct NativeSegment {
     pub(crate) segment: Option<Arc<Segment>>,
     /// The map over this segment, for a segment opened as a map (`lib/map.ts`).
     pub(crate) map: Option<Arc<shmkit_core::SharedMap>>,
+    /// The topic over this segment, for a segment opened as a topic (`lib/topic.ts`).
+    pub(crate) topic: Option<Arc<shmkit_core::Topic>>,
     pub(crate) created: bool,
     buffers_made: bool,
 }
@@ -114,6 +116,7 @@ impl NativeSegment {
         NativeSegment {
             segment: Some(segment),
             map,
+            topic: None,
             created,
             buffers_made: false,
         }
@@ -258,6 +261,7 @@ impl NativeSegment {
             return Ok(());
         };
         self.map = None;
+        self.topic = None;
         let header_cell = segment.header_mutex() as *const MutexCell as *mut u8;
         for buffer in buffers {
             for start in [segment.data_ptr(), header_cell] {

@@ -468,6 +468,19 @@ impl Topic {
         }
     }
 
+    /// Publishes `message` while the caller holds the publish lock (a binding that takes the
+    /// lock itself; `owner_died` as its acquisition said): `Ok(false)` when a live subscriber
+    /// holds the room. Wakes nobody: call [`Topic::wake_subscribers`] once the lock is released.
+    pub fn publish_held(&self, message: &[u8], owner_died: bool) -> Result<bool> {
+        self.check_publishable(message.len())?;
+        self.publish_locked(message, owner_died)
+    }
+
+    /// Wakes subscribers asleep waiting for a message, if any announced itself.
+    pub fn wake_subscribers(&self) {
+        self.wake(SUB_SLEEPERS, SUB_EVENT);
+    }
+
     /// Whether the slowest subscriber leaves `need` bytes of room (a hint, without the lock).
     fn has_room(&self, need: usize) -> bool {
         let tail = self.word(TAIL).load(Ordering::SeqCst);
