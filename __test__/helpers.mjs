@@ -6,7 +6,7 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
-import { Channel, Segment, SharedMap } from '../index.js'
+import { Channel, Segment, SharedMap, Topic } from '../index.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 let counter = 0
@@ -20,7 +20,7 @@ export function uniqueName(t, label = 'seg') {
 
 /** Removes `name`, whatever its kind; a missing one is fine. */
 export function removeAnyKind(name) {
-  for (const kind of [Segment, Channel, SharedMap]) {
+  for (const kind of [Segment, Channel, SharedMap, Topic]) {
     try {
       return kind.unlink(name)
     } catch (error) {
@@ -104,6 +104,18 @@ export function startFixture(script, args = [], { execArgv = [], prefix = [], ro
       }
     },
   })
+}
+
+/** Runs each of `ops` against damaged memory: each returns, or throws an error with a `code`
+ * (never a crash, a hang or an uncoded error). */
+export function codedOrFine(t, label, ops) {
+  for (const op of ops) {
+    try {
+      op()
+    } catch (error) {
+      t.true(typeof error?.code === 'string', `${label}: ${error}`)
+    }
+  }
 }
 
 /** Asserts that `fn` throws an error of class `type` with `code`. */

@@ -281,7 +281,15 @@ export class Topic<T = unknown> {
    */
   subscribe(): Subscription<T> {
     this[HANDLE].assertOpen()
-    const taken = this[HANDLE].native.topicSubscribe()
+    let taken
+    try {
+      taken = this[HANDLE].native.topicSubscribe()
+    } catch (error) {
+      if ((error as ShmkitError).code === 'ERR_OUT_OF_RANGE') {
+        throw coded(new RangeError((error as Error).message), 'ERR_OUT_OF_RANGE')
+      }
+      throw error
+    }
     const subscription = new Subscription<T>(CONSTRUCT, this, this.#internals, taken)
     this.#subscriptions.add(subscription)
     return subscription
@@ -438,11 +446,11 @@ export class Subscription<T = unknown> {
     return (Atomics.load(this.#words, PUBLISHED) - this.#seq) >>> 0
   }
 
-  /** The next message if one is there, else `undefined` at once. `ERR_SHM_LAGGED` when lapped (overwrite mode); `ERR_SHM_CHANNEL_ENDED` once the topic ended and this subscriber read everything. */
+  /** The next message if one is there, else `undefined` at once (also once the topic ended: see `topic.ended`). `ERR_SHM_LAGGED` when lapped (overwrite mode). */
   tryRecv(): T | undefined {
     this.#assertOpen()
     const message = this.#look(this.#decodeOrMark)
-    if (message === EMPTY) return undefined
+    if (message === EMPTY || message === DONE) return undefined
     return this.#delivered(message)
   }
 

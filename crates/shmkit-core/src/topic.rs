@@ -935,14 +935,13 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next message if one is there; `Ok(None)` when none is. `ChannelEnded` once the topic
-    /// ended and everything was read; `Lagged` (with the count) when publishers lapped this
+    /// The next message if one is there; `Ok(None)` when none is (also once the topic ended:
+    /// see [`Topic::is_ended`]). `Lagged` (with the count) when publishers lapped this
     /// subscriber (overwrite mode): it then continues from the oldest message still there.
     pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>> {
         match self.look()? {
             Look::Message(message) => Ok(Some(message)),
-            Look::Empty => Ok(None),
-            Look::Ended => Err(ended(self.topic.name())),
+            Look::Empty | Look::Ended => Ok(None),
         }
     }
 
