@@ -18,15 +18,16 @@ export { Mutex, type LockGuard } from './lib/mutex'
 export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type Sendable } from './lib/channel'
 export type { Codec, CodecValues } from './lib/codec'
 export type { Kind } from './lib/handle'
-export type { ChannelStats, Liveness, MapStats, MutexStats, SegmentInspection } from './lib/inspect'
+export type {
+  ChannelStats,
+  Liveness,
+  MapStats,
+  MutexStats,
+  SegmentInspection,
+  TopicStats,
+  TopicSubscriberStats,
+} from './lib/inspect'
 export { Layout, type FieldType, type LayoutFields, type LayoutView } from './lib/layout'
 export { SharedMap, type SharedMapOptions, type SetOptions, type MapChange } from './lib/map'
-export {
-  Topic,
-  Subscription,
-  type TopicCreateOptions,
-  type TopicOpenOptions,
-  type TopicStats,
-  type TopicSubscriberStats,
-} from './lib/topic'
+export { Topic, Subscription, type TopicCreateOptions, type TopicOpenOptions } from './lib/topic'
 export { MAX_NAME_LENGTH, MAX_SEGMENT_SIZE, type AsyncOptions, type TimeoutOptions } from './lib/validate'

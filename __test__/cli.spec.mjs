@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 
-import { Channel, Mutex, Segment, SharedMap } from '../index.js'
+import { Channel, Mutex, Segment, SharedMap, Topic } from '../index.js'
 import { startFixture, uniqueName } from './helpers.mjs'
 
 const cli = fileURLToPath(new URL('../bin/shmkit.js', import.meta.url))
@@ -98,6 +98,34 @@ test('inspect shows channel traffic', async (t) => {
   const { stdout } = await shmkit('inspect', name)
   t.regex(stdout, /1 message\(s\), 12 B in flight of 1\.0 KiB/)
   t.regex(stdout, /2 sent, 1 received/)
+})
+
+onLinux('inspect shows a topic and its subscribers: alive or dead, how far behind', async (t) => {
+  const name = uniqueName(t, 'topic')
+  const topic = Topic.create(name, { capacity: 4096, subscribers: 8 })
+  t.teardown(() => topic.close())
+  const mine = topic.subscribe()
+  const gone = startFixture('script.mjs', [`shmkit.Topic.open(args[0]).subscribe()`, name])
+  t.is((await gone.done()).code, 0)
+  topic.publish('a')
+  topic.publish('b')
+  mine.recv()
+  const inspection = Segment.inspect(name)
+  t.is(inspection.kind, 'topic')
+  t.is(inspection.topic.published, 2)
+  t.deepEqual(
+    inspection.topic.subscribers.map((s) => [s.alive, s.behind]),
+    [
+      [true, 1],
+      [false, 2],
+    ],
+  )
+  const { stdout } = await shmkit('inspect', name)
+  t.regex(stdout, /2 published, 4\.0 KiB ring, slow: block/)
+  t.regex(stdout, /2 of 8 slots/)
+  t.regex(stdout, new RegExp(`thread ${process.pid} of pid ${process.pid}, alive, 1 message\\(s\\) behind`))
+  t.regex(stdout, /DEAD \(removed when it holds a publisher back\), 2 message\(s\) behind/)
+  t.regex((await shmkit('ls')).stdout, new RegExp(`${name}\\s+topic`))
 })
 
 test('rm removes by name; a missing name fails with a clear error and a non-zero exit', async (t) => {

@@ -25,3 +25,8 @@ test('the web cluster example shares sessions, an exact rate limit and live conf
   t.regex(stdout, /rate limiter: 10 of 25 requests passed/)
   t.regex(stdout, /config reloaded by 2 workers: they now say "bonjour"/)
 })
+
+test('the broadcast example delivers every configuration to every cluster worker, in order', async (t) => {
+  const { stdout } = await run(process.execPath, ['examples/broadcast.js', '3', '2000'], { cwd: root, timeout: 60_000 })
+  t.regex(stdout, /3 workers each received all 2,000 configurations in order/)
+})

@@ -78,9 +78,12 @@ test('overwrite: publishers never wait; a lapped subscriber gets ERR_SHM_LAGGED 
   const error = t.throws(() => sub.recv())
   t.is(error.code, 'ERR_SHM_LAGGED')
   const rest = []
-  for (let m; (m = sub.tryRecv()) !== undefined; ) rest.push(m[0])
+  for (let m; (m = sub.tryRecv()) !== undefined;) rest.push(m[0])
   t.is(error.missed + rest.length, 25, 'missed + received = published')
-  t.deepEqual(rest, Array.from({ length: rest.length }, (_, i) => 25 - rest.length + i))
+  t.deepEqual(
+    rest,
+    Array.from({ length: rest.length }, (_, i) => 25 - rest.length + i),
+  )
   t.is(topic.stats().subscribers[0].missed, error.missed)
 })
 
@@ -128,7 +131,7 @@ test('a publisher SIGKILLed while publishing leaves the topic usable and the ord
     }
     publisher.kill('SIGKILL')
     await publisher.done()
-    for (let m; (m = sub.tryRecv()) !== undefined; ) {
+    for (let m; (m = sub.tryRecv()) !== undefined;) {
       t.is(m.i, last + 1)
       last = m.i
     }
@@ -169,7 +172,8 @@ test('several publishing processes: every subscriber sees one order, each publis
   )
   const seen = [[], []]
   while (seen[0].length < EACH * 3 || seen[1].length < EACH * 3) {
-    for (const [k, sub] of subs.entries()) if (seen[k].length < EACH * 3) seen[k].push(await sub.recvAsync({ timeout: 20_000 }))
+    for (const [k, sub] of subs.entries())
+      if (seen[k].length < EACH * 3) seen[k].push(await sub.recvAsync({ timeout: 20_000 }))
   }
   for (const p of publishers) t.is((await p.done()).code, 0)
   t.deepEqual(seen[0], seen[1])
@@ -191,7 +195,10 @@ test('worker threads subscribe too; a terminated worker stops holding publishers
     if (workerData.read) parentPort.postMessage(sub.recv({ timeout: 10000 }))`
   const index = new URL('../index.js', import.meta.url).pathname
   const reader = new Worker(source, { eval: true, workerData: { index, name: topic.name, read: true } })
-  const idle = new Worker(source + '\nsetInterval(() => {}, 1000)', { eval: true, workerData: { index, name: topic.name, read: false } })
+  const idle = new Worker(source + '\nsetInterval(() => {}, 1000)', {
+    eval: true,
+    workerData: { index, name: topic.name, read: false },
+  })
   t.teardown(() => Promise.all([reader.terminate(), idle.terminate()]))
   const first = (w) => new Promise((resolve) => w.once('message', resolve))
   await Promise.all([first(reader), first(idle)])
@@ -212,7 +219,13 @@ test('recvWith: a view into the ring during the call; a throwing callback leaves
   const topic = freshTopic(t, { capacity: 4096, codec: 'bytes' })
   const sub = topic.subscribe()
   topic.publish(new Uint8Array(1000).fill(7))
-  t.throws(() => sub.recvWith(() => { throw new Error('not now') }), { message: 'not now' })
+  t.throws(
+    () =>
+      sub.recvWith(() => {
+        throw new Error('not now')
+      }),
+    { message: 'not now' },
+  )
   const sum = sub.recvWith((view) => {
     t.is(view.length, 1000)
     t.true(view.byteOffset > 0, 'a view into the mapping, not a copy')
@@ -261,11 +274,20 @@ test('a scribbled topic gives coded errors or messages, never a crash or a hang'
   for (let trial = 0; trial < 300; trial++) {
     const victim = Topic.open(topic.name)
     let sub
-    codedOrFine(t, `trial ${trial}`, [() => (sub = victim.subscribe()), () => victim.tryPublish({ trial }), () => victim.tryPublish({ trial })])
+    codedOrFine(t, `trial ${trial}`, [
+      () => (sub = victim.subscribe()),
+      () => victim.tryPublish({ trial }),
+      () => victim.tryPublish({ trial }),
+    ])
     const index = 8 + (random() % (raw.length - 8)) // the magic and geometry are checked at open
     const saved = raw[index]
     raw[index] = random()
-    codedOrFine(t, `trial ${trial}`, [() => sub?.tryRecv(), () => victim.tryPublish('x'), () => sub?.tryRecv(), () => victim.stats()])
+    codedOrFine(t, `trial ${trial}`, [
+      () => sub?.tryRecv(),
+      () => victim.tryPublish('x'),
+      () => sub?.tryRecv(),
+      () => victim.stats(),
+    ])
     raw[index] = saved
     victim.close()
   }

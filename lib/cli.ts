@@ -203,6 +203,25 @@ function inspectOne(name: string, json: boolean): number {
     ])
     lines.push(['', `${m.evictions} evicted, ${m.expirations} expired`])
   }
+  if (s.topic) {
+    const tp = s.topic
+    lines.push([
+      'topic',
+      `${tp.published} published, ${formatBytes(tp.capacity)} ring, slow: ${tp.slow}` +
+        `${tp.ended ? ', ENDED (subscribers drain, then stop)' : ''}`,
+    ])
+    lines.push([
+      'subscribers',
+      `${tp.subscribers.length} of ${tp.subscriberSlots} slots, ${tp.reaped} reaped after death`,
+    ])
+    for (const sub of tp.subscribers)
+      lines.push([
+        '',
+        `slot ${sub.slot}: thread ${sub.tid} of pid ${sub.pid}, ` +
+          `${sub.alive ? 'alive' : 'DEAD (removed when it holds a publisher back)'}, ` +
+          `${sub.behind} message(s) behind${sub.missed ? `, ${sub.missed} missed (lapped)` : ''}`,
+      ])
+  }
   const width = Math.max(...lines.map(([label]) => label.length))
   for (const [label, value] of lines) console.log(`${label.padEnd(width)}  ${value}`)
   return 0

@@ -55,6 +55,32 @@ export interface MapStats {
   evict: 'none' | 'lru'
 }
 
+/** One subscriber, as `topic.stats()` sees it. */
+export interface TopicSubscriberStats {
+  slot: number
+  pid: number
+  tid: number
+  /** Whether its thread still runs (false: it will be removed when it holds a publisher back). */
+  alive: boolean
+  /** Messages published that it has not read. */
+  behind: number
+  behindBytes: number
+  /** Messages it missed by being lapped (overwrite mode), in total. */
+  missed: number
+}
+
+export interface TopicStats {
+  /** Messages published (wraps at 2^32). */
+  published: number
+  capacity: number
+  slow: 'block' | 'overwrite'
+  ended: boolean
+  /** Subscribers removed because their thread died without unsubscribing. */
+  reaped: number
+  subscriberSlots: number
+  subscribers: TopicSubscriberStats[]
+}
+
 /** What `Segment.inspect(name)` reports, without opening the segment for use. */
 export interface SegmentInspection {
   name: string
@@ -80,6 +106,8 @@ export interface SegmentInspection {
   channel?: ChannelStats
   /** For a map: its occupancy. */
   map?: MapStats
+  /** For a topic: its counters and subscribers (alive or dead, how far behind). */
+  topic?: TopicStats
   /** The OS object's owner (user id, and name when known); absent where the OS has none (Windows). */
   owner?: number
   ownerName?: string
@@ -173,6 +201,7 @@ export function segmentInspection(report: NativeInspection): SegmentInspection {
   }
   if (kind === 'channel') inspection.channel = channelStats(report.dataWords)
   if (kind === 'map') inspection.map = mapStats((offset) => report.dataWords[offset / 4] ?? 0)
+  if (report.topic != null) inspection.topic = report.topic as TopicStats
   if (report.owner != null) inspection.owner = report.owner
   if (report.ownerName != null) inspection.ownerName = report.ownerName
   if (report.mode != null) inspection.mode = report.mode

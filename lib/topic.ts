@@ -10,6 +10,7 @@ import { CODECS, EncodedText, decodeMessage, encodeMessage, validateCodec, type 
 import type { Sendable } from './channel'
 import { AbortError, coded, stateError, timedOut, typeError, type ShmkitError } from './errors'
 import { Handle } from './handle'
+import type { TopicStats } from './inspect'
 import { CONSTRUCT, HANDLE } from './internal'
 import type { LockCell } from './lock'
 import { lockCell } from './mutex'
@@ -69,32 +70,6 @@ export interface TopicCreateOptions<C extends Codec = Codec> {
 export interface TopicOpenOptions<C extends Codec = Codec> extends OpenOptions {
   /** Overrides the codec recorded at creation, for this handle. */
   codec?: C
-}
-
-/** One subscriber, as `topic.stats()` sees it. */
-export interface TopicSubscriberStats {
-  slot: number
-  pid: number
-  tid: number
-  /** Whether its thread still runs (false: it will be removed when it holds a publisher back). */
-  alive: boolean
-  /** Messages published that it has not read. */
-  behind: number
-  behindBytes: number
-  /** Messages it missed by being lapped (overwrite mode), in total. */
-  missed: number
-}
-
-export interface TopicStats {
-  /** Messages published (wraps at 2^32). */
-  published: number
-  capacity: number
-  slow: 'block' | 'overwrite'
-  ended: boolean
-  /** Subscribers removed because their thread died without unsubscribing. */
-  reaped: number
-  subscriberSlots: number
-  subscribers: TopicSubscriberStats[]
 }
 
 /** Frees the slot of a subscription dropped without `close()` once it is garbage-collected. */
@@ -225,7 +200,17 @@ export class Topic<T = unknown> {
     for (;;) {
       if (remainingMs(deadline) === 0) throw timedOut(this.#roomWhat(), timeoutMs)
       if (!spinUntil(ready)) {
-        sleepOn(handle, this.#words, PUB_SLEEPERS, PUB_EVENT, ready, deadline, this.#roomWhat, timeoutMs, SLEEP_SLICE_MS)
+        sleepOn(
+          handle,
+          this.#words,
+          PUB_SLEEPERS,
+          PUB_EVENT,
+          ready,
+          deadline,
+          this.#roomWhat,
+          timeoutMs,
+          SLEEP_SLICE_MS,
+        )
       }
       handle.assertOpen()
       if (this.#publishHeld(encoded, this.#lock.acquire(remainingMs(deadline)))) return
@@ -313,7 +298,7 @@ export class Topic<T = unknown> {
 
   /** Closes this handle (unmaps the topic in this thread) and its subscriptions. The topic stays. */
   close(): void {
-    for (const subscription of [...this.#subscriptions]) subscription.close()
+    for (const subscription of this.#subscriptions) subscription.close() // each removes itself
     this[HANDLE].close()
   }
 
@@ -547,7 +532,17 @@ export class Subscription<T = unknown> {
     const deadline = deadlineOf(timeoutMs)
     for (;;) {
       if (!spinUntil(this.#ready)) {
-        sleepOn(this.#handle, this.#words, SUB_SLEEPERS, SUB_EVENT, this.#ready, deadline, this.#messageWhat, timeoutMs, SLEEP_SLICE_MS)
+        sleepOn(
+          this.#handle,
+          this.#words,
+          SUB_SLEEPERS,
+          SUB_EVENT,
+          this.#ready,
+          deadline,
+          this.#messageWhat,
+          timeoutMs,
+          SLEEP_SLICE_MS,
+        )
       }
       this.#assertOpen()
       const message = this.#look(use)
@@ -594,7 +589,7 @@ export class Subscription<T = unknown> {
       }
       // The bytes were whole if no publisher had begun to overwrite them by now (`writing`
       // only grows). In block mode nothing overwrites what a subscriber has not read.
-      const intact = ((Atomics.load(words, WRITING) - cursor) >>> 0) <= capacity
+      const intact = (Atomics.load(words, WRITING) - cursor) >>> 0 <= capacity
       if (intact) {
         if (!plausible) {
           throw corrupt(`record at ${cursor} has length ${length} and number ${seq}, expected number ${this.#seq}`)
@@ -612,7 +607,7 @@ export class Subscription<T = unknown> {
     for (let attempt = 0; attempt < CATCH_UP_ATTEMPTS; attempt++) {
       const head = Atomics.load(words, HEAD)
       const seq = this.#ringWords[((head + 4) & this.#mask) >>> 2]!
-      if ((head & 7) !== 0 || ((Atomics.load(words, WRITING) - head) >>> 0) > this.#capacity) continue
+      if ((head & 7) !== 0 || (Atomics.load(words, WRITING) - head) >>> 0 > this.#capacity) continue
       const missed = (seq - this.#seq) >>> 0
       const missedWord = this.#slotBase + T.sMissed / 4
       Atomics.store(words, missedWord, (Atomics.load(words, missedWord) + missed) >>> 0)

@@ -87,6 +87,8 @@ pub struct SegmentInspection {
     pub placed_mutexes: Vec<PlacedMutexReport>,
     /// The first 32-bit words of the data area (a channel's control block).
     pub data_words: Vec<u32>,
+    /// For a topic: its counters and subscribers.
+    pub topic: Option<crate::topic::NativeTopicStats>,
     /// The OS object's owner (user id, and name when known) and permission bits; absent where
     /// the OS has none (Windows).
     pub owner: Option<u32>,
@@ -137,6 +139,7 @@ impl From<SegmentReport> for SegmentInspection {
                 })
                 .collect(),
             data_words: report.data_words,
+            topic: report.topic.map(Into::into),
             owner_name: report.owner.and_then(shmkit_core::platform::user_name),
             foreign: report
                 .owner

@@ -182,8 +182,13 @@ impl NativeSegment {
 
     #[napi]
     pub fn topic_stats(&self) -> Result<NativeTopicStats, Code> {
-        let stats = self.topic()?.stats();
-        Ok(NativeTopicStats {
+        Ok(self.topic()?.stats().into())
+    }
+}
+
+impl From<shmkit_core::TopicStats> for NativeTopicStats {
+    fn from(stats: shmkit_core::TopicStats) -> Self {
+        NativeTopicStats {
             published: stats.published,
             capacity: stats.capacity,
             slow: match stats.slow {
@@ -207,6 +212,6 @@ impl NativeSegment {
                     missed: s.missed,
                 })
                 .collect(),
-        })
+        }
     }
 }

@@ -6,7 +6,9 @@ import {
   Mutex,
   Segment,
   SharedMap,
+  Topic,
   isShmkitError,
+  type TopicStats,
   type ShmkitErrorCode,
   type SegmentInspection,
 } from 'shmkit'
@@ -43,7 +45,7 @@ const opened = Channel.open<Job>('t-json')
 const again: Job = opened.recv({ timeout: 10 })
 
 const segment = Segment.open('t-seg', { wait: 1000 })
-const kind: 'segment' | 'channel' | 'map' = Segment.inspect('t-seg').kind
+const kind: 'segment' | 'channel' | 'map' | 'topic' = Segment.inspect('t-seg').kind
 const inspection: SegmentInspection = Segment.inspect('t-seg')
 const state: 'alive' | 'dead' | 'unknown' | undefined = inspection.headerMutex.holderState
 const waited: 'ok' | 'not-equal' | 'timed-out' = segment.wait(0, 0, { timeout: 5 })
@@ -93,6 +95,24 @@ const blob: Uint8Array | undefined = blobs.get('b')
 blobs.set('b', 'text')
 for (const [key, value] of sessions) void [key.length, value.hits]
 
+interface Tick {
+  symbol: string
+  price: number
+}
+const prices = Topic.create<Tick>('t-topic', { capacity: 1 << 16, slow: 'overwrite', subscribers: 8 })
+prices.publish({ symbol: 'ACME', price: 1 }, { timeout: 10 })
+// @ts-expect-error messages are checked against the topic's type
+prices.publish({ symbol: 'ACME' })
+// @ts-expect-error slow is 'block' or 'overwrite'
+Topic.create('t-topic2', { capacity: 1024, slow: 'drop' })
+const subscription = prices.subscribe()
+const tick: Tick = subscription.recv({ timeout: 5 })
+const maybeTick: Tick | undefined = subscription.tryRecv()
+const size: number = subscription.recvWith((view) => view.byteLength)
+const topicStats: TopicStats = prices.stats()
+const bytesTopic = Topic.open<Uint8Array>('t-bytes-topic', { codec: 'bytes' })
+bytesTopic.publish('text is fine for bytes')
+
 void [
   fromBytes,
   fromText,
@@ -114,4 +134,8 @@ void [
   hits,
   label,
   blob,
+  tick,
+  maybeTick,
+  size,
+  topicStats,
 ]

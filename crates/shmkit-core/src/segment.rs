@@ -112,8 +112,11 @@ pub struct SegmentReport {
     /// Mutexes placed in the data area (noted when first used; a channel's side locks are among
     /// them), by offset: a wedged lock shows here.
     pub placed_mutexes: Vec<(usize, MutexStats)>,
-    /// The first bytes of the data area as 32-bit words (channels keep their indices there).
+    /// The first bytes of the data area as 32-bit words (channels keep their indices there; a
+    /// topic's words include its subscriber table).
     pub data_words: Vec<u32>,
+    /// For a topic: its counters and subscribers, each with its liveness.
+    pub topic: Option<crate::topic::TopicStats>,
     /// The OS object's owner and permission bits (`None` where the OS has none).
     pub owner: Option<u32>,
     pub mode: Option<u32>,
@@ -223,9 +226,17 @@ impl Segment {
         let table = unsafe { AttachTable::new(mapping.as_ptr()) };
         // SAFETY: the header mutex cell lies in the header page, 8-aligned.
         let mutex = unsafe { MutexCell::at(mapping.as_ptr().add(header::OFF_HEADER_MUTEX)) };
-        let words = (info.data_size / 4).min(128);
         let data = mapping.as_ptr().wrapping_add(info.header_size) as *const AtomicU32;
-        let data_words = (0..words)
+        let mut words = 128;
+        if info.kind == Kind::Topic && info.data_size >= 128 * 4 {
+            // A topic's subscriber table follows its control block: read it too.
+            // SAFETY: word `SLOTS / 4` < 128 <= data_size / 4 lies inside the data area.
+            let slots =
+                unsafe { (*data.add(crate::topic::layout::SLOTS / 4)).load(Ordering::Relaxed) };
+            words = crate::topic::words_for_stats(slots);
+        }
+        let words = (info.data_size / 4).min(words);
+        let data_words: Vec<u32> = (0..words)
             // SAFETY: i < data_size / 4 keeps each word inside the validated data area; the
             // data area is page-aligned.
             .map(|i| unsafe { (*data.add(i)).load(Ordering::Relaxed) })
@@ -246,6 +257,9 @@ impl Segment {
             doomed: table.doomed(),
             header_mutex: mutex.stats(),
             placed_mutexes,
+            topic: (info.kind == Kind::Topic)
+                .then(|| crate::topic::stats_from_words(&data_words))
+                .flatten(),
             data_words,
             owner: mapping.owner(),
             mode: mapping.mode(),

@@ -787,34 +787,10 @@ impl Topic {
     }
 
     pub fn stats(&self) -> TopicStats {
-        let published = self.word(PUBLISHED).load(Ordering::SeqCst);
-        let tail = self.word(TAIL).load(Ordering::SeqCst);
-        let subscribers = (0..self.slots)
-            .filter(|&slot| self.slot_word(slot, S_STATE).load(Ordering::SeqCst) & 1 == 1)
-            .map(|slot| {
-                let identity = self.subscriber(slot);
-                SubscriberInfo {
-                    slot,
-                    pid: identity.pid,
-                    tid: identity.tid,
-                    alive: platform::liveness(&identity) != Liveness::Dead,
-                    behind: published
-                        .wrapping_sub(self.slot_word(slot, S_SEQ).load(Ordering::Relaxed)),
-                    behind_bytes: tail
-                        .wrapping_sub(self.slot_word(slot, S_CURSOR).load(Ordering::Relaxed)),
-                    missed: self.slot_word(slot, S_MISSED).load(Ordering::Relaxed),
-                }
-            })
+        let words: Vec<u32> = (0..(TABLE + self.slots * SLOT_SIZE) / 4)
+            .map(|i| self.word(i * 4).load(Ordering::SeqCst))
             .collect();
-        TopicStats {
-            published,
-            capacity: self.capacity,
-            slow: self.slow,
-            ended: self.is_ended(),
-            reaped: self.word(REAPED).load(Ordering::Relaxed),
-            subscriber_slots: self.slots,
-            subscribers,
-        }
+        stats_from_words(&words).expect("a topic's own control block and table")
     }
 
     // ------------------------------------------------------------------------ memory access
@@ -1067,4 +1043,58 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.topic.release_slot(self.slot, self.state);
     }
+}
+
+/// Statistics from a snapshot of a topic's first words (control block and subscriber table, as
+/// [`Segment::inspect`] reads them), with each subscriber's liveness; `None` if the words are
+/// too few or name an impossible geometry.
+pub fn stats_from_words(words: &[u32]) -> Option<TopicStats> {
+    let word = |offset: usize| words.get(offset / 4).copied();
+    let slots = word(SLOTS)? as usize;
+    if !(1..=MAX_SUBSCRIBERS).contains(&slots) || words.len() * 4 < TABLE + slots * SLOT_SIZE {
+        return None;
+    }
+    let published = word(PUBLISHED)?;
+    let tail = word(TAIL)?;
+    let slot_word =
+        |slot: usize, offset: usize| word(TABLE + slot * SLOT_SIZE + offset).unwrap_or(0);
+    let subscribers = (0..slots)
+        .filter(|&slot| slot_word(slot, S_STATE) & 1 == 1)
+        .map(|slot| {
+            let identity = ThreadIdentity {
+                tid: slot_word(slot, S_TID),
+                namespace: slot_word(slot, S_NS),
+                pid: slot_word(slot, S_PID),
+                start_time: u64::from(slot_word(slot, S_START_LO))
+                    | (u64::from(slot_word(slot, S_START_HI)) << 32),
+            };
+            SubscriberInfo {
+                slot,
+                pid: identity.pid,
+                tid: identity.tid,
+                alive: platform::liveness(&identity) != Liveness::Dead,
+                behind: published.wrapping_sub(slot_word(slot, S_SEQ)),
+                behind_bytes: tail.wrapping_sub(slot_word(slot, S_CURSOR)),
+                missed: slot_word(slot, S_MISSED),
+            }
+        })
+        .collect();
+    Some(TopicStats {
+        published,
+        capacity: word(CAPACITY)?,
+        slow: if word(SLOW)? == 1 {
+            Slow::Overwrite
+        } else {
+            Slow::Block
+        },
+        ended: word(ENDED)? != 0,
+        reaped: word(REAPED)?,
+        subscriber_slots: slots,
+        subscribers,
+    })
+}
+
+/// How many of a topic's first words [`stats_from_words`] needs, given its `slots` word.
+pub fn words_for_stats(slots_word: u32) -> usize {
+    (TABLE + (slots_word as usize).clamp(1, MAX_SUBSCRIBERS) * SLOT_SIZE) / 4
 }
