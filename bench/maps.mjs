@@ -9,13 +9,14 @@
 // reported with its min-max.
 //
 //   node bench/maps.mjs [--quick] [--json FILE]
-import { fork, spawn, spawnSync } from 'node:child_process'
+import { fork } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
 import { SharedMap } from '../index.js'
 import { KEYS, keyOf, order, valueOf } from './map-data.mjs'
+import { startRedis } from './redis.mjs'
 import { formatRate, summary } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
@@ -133,24 +134,16 @@ async function lmdbContender(cache) {
 }
 
 async function redisContender() {
-  const found = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  if (found.error) return { skipped: 'redis-server is not installed' }
-  const socket = path.join(tmp, 'redis.sock')
-  const server = spawn(
-    'redis-server',
-    ['--port', '0', '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--dir', tmp],
-    { stdio: 'ignore' },
-  )
-  for (let i = 0; i < 200 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 25))
-  const { default: Redis } = await import('ioredis')
-  const redis = new Redis({ path: socket })
+  const started = await startRedis(tmp)
+  if (started.skipped) return started
+  const { redis } = started
   const pipeline = redis.pipeline()
   for (let i = 0; i < KEYS; i++) pipeline.set(keyOf(i), JSON.stringify(valueOf(i)))
   await pipeline.exec()
   let version = 0
   return {
     label: 'Redis (ioredis, Unix socket)',
-    version: found.stdout.trim(),
+    version: started.version,
     get: () => rateAsync(async (i) => JSON.parse(await redis.get(keyOf(i)))),
     getPipelined: async () => {
       let done = 0
@@ -164,11 +157,7 @@ async function redisContender() {
       return done / ((performance.now() - started) / 1000)
     },
     set: () => rateAsync((i) => redis.set(keyOf(i), JSON.stringify(valueOf(i, ++version)))),
-    close: async () => {
-      redis.disconnect()
-      server.kill()
-      await once(server, 'exit')
-    },
+    close: started.stop,
   }
 }
 

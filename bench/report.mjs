@@ -15,6 +15,7 @@ const locks = load('locks')
 const channels = load('channels')
 const segments = load('segments')
 const maps = fs.existsSync(`${dir}/maps.json`) ? load('maps') : undefined
+const topics = fs.existsSync(`${dir}/topics.json`) ? load('topics') : undefined
 
 const rate = (r) => r.median
 const fmt = (perSecond) =>
@@ -101,6 +102,30 @@ if (maps) {
   mapGoal('SharedMap `set` vs lmdb-js `put` awaited in batches', m.shmkit.set, m.lmdb?.setBatched, 2)
   mapGoal('SharedMap `get` vs Redis awaited `get` (Unix socket)', m.shmkit.get, m.redis?.get, 20)
   mapGoal('SharedMap `set` vs Redis awaited `set` (Unix socket)', m.shmkit.set, m.redis?.set, 20)
+}
+
+if (topics) {
+  const tp = topics.results.contenders
+  for (const [key, label] of [
+    ['socket', 'a Unix socket per subscriber'],
+    ['ipc', '`process.send` to each child'],
+    ['redis', 'Redis pub/sub'],
+  ]) {
+    if (!tp[key]) continue
+    goal(
+      `Topic fan-out, 64 B, 1 publisher to ${topics.results.subscribers} processes, vs ${label}`,
+      rate(tp.shmkit[64]) / rate(tp[key][64]),
+      key === 'socket' ? 10 : 1,
+      `${fmt(rate(tp.shmkit[64]))} vs ${fmt(rate(tp[key][64]))} deliveries`,
+    )
+  }
+  const cost = topics.results.publisherCost
+  goal(
+    'Topic publisher alone, 16 subscribers vs 1 (the publish cost does not grow)',
+    rate(cost[16]) / rate(cost[1]),
+    0.8,
+    `${fmt(rate(cost[16]))} vs ${fmt(rate(cost[1]))} publishes`,
+  )
 }
 
 const machine = `${locks.cpus} cores, ${locks.cpu ?? channels.cpu ?? 'unknown CPU'}, Node ${locks.node}`
@@ -235,6 +260,27 @@ if (maps) {
     ),
   )
   for (const [key, why] of Object.entries(maps.results.skipped)) push('', `${key}: skipped (${why}).`)
+}
+if (topics) {
+  const tp = topics.results.contenders
+  const sizes = topics.results.sizes
+  const cost = topics.results.publisherCost
+  push(
+    '',
+    '## Topics',
+    '',
+    `\`bench/topics.mjs\`: one publisher, ${topics.results.subscribers} subscriber processes, every message to every subscriber;`,
+    'deliveries per second (messages x subscribers). The socket publisher writes a length-prefixed frame',
+    "to each subscriber's socket and waits for `drain` when one is full; `process.send` waits for its",
+    'callback every 256 messages; Redis publishes are pipelined (awaited every 256).',
+    '',
+    `| contender | ${sizes.map(sizeLabel).join(' | ')} |`,
+    `| --- | ${sizes.map(() => '---').join(' | ')} |`,
+    ...Object.values(tp).map((r) => `| ${r.label} | ${sizes.map((size) => fmt(rate(r[size]))).join(' | ')} |`),
+    '',
+    `The publisher alone (64 B, overwrite mode, subscribers that do not read): ${[1, 4, 16].map((n) => `${n} subscriber(s) ${fmt(rate(cost[n]))}`).join(', ')}.`,
+  )
+  for (const [key, why] of Object.entries(topics.results.skipped)) push('', `${key}: skipped (${why}).`)
 }
 push('')
 fs.writeFileSync(here('../docs/benchmarks.md'), lines.join('\n'))

@@ -51,7 +51,7 @@ async function primary(workers, changes) {
   }
   console.log(
     `${workers} workers each received all ${changes.toLocaleString('en-US')} configurations in order ` +
-      `(${Math.round((changes * workers) / (elapsed / 1000)).toLocaleString('en-US')} deliveries/s)`,
+      `(${Math.round(elapsed)} ms, a shared-map write and an awaited publish for each)`,
   )
   topic.close()
   current.close()

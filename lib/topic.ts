@@ -6,7 +6,16 @@
 
 import { inspect } from 'node:util'
 
-import { CODECS, EncodedText, decodeMessage, encodeMessage, validateCodec, type Codec, type CodecValues } from './codec'
+import {
+  CODECS,
+  EncodedText,
+  decodeMessage,
+  encodeMessage,
+  utf8Encoder,
+  validateCodec,
+  type Codec,
+  type CodecValues,
+} from './codec'
 import type { Sendable } from './channel'
 import { AbortError, coded, stateError, timedOut, typeError, type ShmkitError } from './errors'
 import { Handle } from './handle'
@@ -92,6 +101,8 @@ export class Topic<T = unknown> {
   readonly #slots: number
   readonly #ring: number
   readonly #overwrite: boolean
+  readonly #ringWords: Uint32Array
+  readonly #ringBytes: Uint8Array
   /** This handle's live subscriptions (closed with it). */
   readonly #subscriptions = new Set<Subscription<T>>()
 
@@ -108,6 +119,8 @@ export class Topic<T = unknown> {
     this.#overwrite = regions.overwrite
     this.#codec = codec ?? CODECS[this.#words[T.codec / 4]!] ?? 'json'
     this.#lock = lockCell(handle, T.publishLock, `the publish lock of topic "${handle.name}"`)
+    this.#ringWords = new Uint32Array(handle.data, regions.ring, regions.capacity / 4)
+    this.#ringBytes = new Uint8Array(handle.data, regions.ring, regions.capacity)
   }
 
   /** Creates topic `name`. Throws `EEXIST` if it exists. */
@@ -316,18 +329,96 @@ export class Topic<T = unknown> {
 
   /** Publishes with the lock held (taken by the caller), then releases it and wakes subscribers. */
   #publishHeld(encoded: Uint8Array | EncodedText, ownerDied: boolean): boolean {
-    const native = this[HANDLE].native
     let published: boolean
     try {
-      published =
-        encoded instanceof EncodedText
-          ? native.topicPublishHeldText(encoded.text, ownerDied)
-          : native.topicPublishHeldBytes(encoded, ownerDied)
+      // After a dead publisher, the core repairs first (rare); otherwise the step runs here.
+      published = ownerDied ? this.#publishNative(encoded, true) : this.#publishHere(encoded)
     } finally {
       this.#lock.release()
     }
     if (published) wakeSleepers(this[HANDLE], this.#words, SUB_SLEEPERS, SUB_EVENT)
     return published
+  }
+
+  /** The publish step in the Rust core (which also removes dead subscribers that hold the room). */
+  #publishNative(encoded: Uint8Array | EncodedText, ownerDied: boolean): boolean {
+    const native = this[HANDLE].native
+    return encoded instanceof EncodedText
+      ? native.topicPublishHeldText(encoded.text, ownerDied)
+      : native.topicPublishHeldBytes(encoded, ownerDied)
+  }
+
+  /**
+   * The publish step of docs/TOPIC.md, here in JavaScript (as `Topic::publish_locked` in the
+   * core): the caller holds the lock. When the room is not known to be free (block mode), the
+   * core does the step, reaping dead subscribers that hold it.
+   */
+  #publishHere(encoded: Uint8Array | EncodedText): boolean {
+    const words = this.#words
+    if (Atomics.load(words, ENDED) !== 0) throw ended(this.name)
+    const capacity = this.#capacity
+    const mask = capacity - 1
+    const length = encoded.length
+    const need = RECORD_HEADER + ((length + 7) & ~7)
+    const tail = Atomics.load(words, TAIL)
+    if ((tail & 7) !== 0) throw corrupt(`tail ${tail}`)
+    if (!this.#overwrite && !this.#roomKnown(tail, need)) return this.#publishNative(encoded, false)
+    // Move the head past the records this one will overwrite (each stays whole until then).
+    const ringWords = this.#ringWords
+    let head = Atomics.load(words, HEAD)
+    let used = (tail - head) >>> 0
+    if (used > capacity || (head & 7) !== 0) throw corrupt(`head ${head}, tail ${tail}`)
+    while (capacity - used < need) {
+      const old = ringWords[(head & mask) >>> 2]!
+      const size = RECORD_HEADER + ((old + 7) & ~7)
+      if (old > capacity - RECORD_HEADER || size > used) throw corrupt(`record length ${old} at ${head}`)
+      head = (head + size) >>> 0
+      used -= size
+    }
+    const seq = Atomics.load(words, PUBLISHED)
+    Atomics.store(words, HEAD, head)
+    // `writing` never moves back (a publisher that died writing may have reached it).
+    const ahead = (Atomics.load(words, WRITING) - tail) >>> 0
+    if (ahead > capacity || ahead < need) Atomics.store(words, WRITING, (tail + need) >>> 0)
+    const at = tail & mask
+    ringWords[at >>> 2] = length
+    ringWords[((at + 4) & mask) >>> 2] = seq
+    const payload = (at + RECORD_HEADER) & mask
+    const bytes = this.#ringBytes
+    if (encoded instanceof EncodedText) {
+      if (payload + length <= capacity) utf8Encoder.encodeInto(encoded.text, bytes.subarray(payload, payload + length))
+      else copyIn(bytes, utf8Encoder.encode(encoded.text), payload)
+    } else copyIn(bytes, encoded, payload)
+    // SYNC POINT (publish): the record is whole before the tail moves past it.
+    Atomics.store(words, TAIL, (tail + need) >>> 0)
+    Atomics.store(words, PUBLISHED, (seq + 1) >>> 0)
+    return true
+  }
+
+  /** The lowest subscriber cursor this handle saw (block mode): a lower bound, since cursors only
+   * move forward and a new subscriber starts at the tail. -1: not known. */
+  #minCursor = -1
+
+  /** Block mode: whether every subscriber has read the `need` bytes from `tail` on, as far as
+   * this handle can tell without the core (false: let the core decide, and reap). */
+  #roomKnown(tail: number, need: number): boolean {
+    const capacity = this.#capacity
+    if (this.#minCursor >= 0) {
+      const behind = (tail - this.#minCursor) >>> 0
+      if (behind <= capacity && capacity - behind >= need) return true
+    }
+    const words = this.#words
+    let most = 0
+    for (let slot = 0; slot < this.#slots; slot++) {
+      const base = (T.table + slot * T.slotSize) / 4
+      if ((Atomics.load(words, base + T.sState / 4) & 1) === 0) continue
+      const cursor = Atomics.load(words, base + T.sCursor / 4)
+      const behind = (tail - cursor) >>> 0
+      if (behind > capacity || (cursor & 7) !== 0) return false // damaged: the core reports it
+      if (behind > most) most = behind
+    }
+    this.#minCursor = (tail - most) >>> 0
+    return capacity - most >= need
   }
 
   /** Whether every live subscriber leaves room for a `length`-byte message, or the stream ended (a hint). */
@@ -687,4 +778,11 @@ function topicOptions(options: unknown, extra: readonly string[]) {
     mode: validateMode(mode),
     autoUnlink: validateBoolean(autoUnlink, 'options.autoUnlink'),
   }
+}
+
+/** Copies `source` into the ring `bytes` at `position`, wrapping at its end. */
+function copyIn(bytes: Uint8Array, source: Uint8Array, position: number): void {
+  const first = Math.min(source.length, bytes.length - position)
+  bytes.set(first === source.length ? source : source.subarray(0, first), position)
+  if (first < source.length) bytes.set(source.subarray(first), 0)
 }

@@ -2,9 +2,10 @@
 //! interoperability with the JavaScript implementation of the same protocol (when the Node
 //! package is built, `node` runs a peer that echoes what Rust sends).
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,28 +141,9 @@ fn damaged_indices_are_errors() {
     assert_eq!(channel.try_recv().unwrap().unwrap(), b"hello");
 }
 
-/// The repository root, when the Node package is built there.
-fn built_package() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .ok()?;
-    let built = root.join("index.js").exists()
-        && std::fs::read_dir(&root)
-            .ok()?
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".node"));
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    (built && node).then_some(root)
-}
-
 #[test]
 fn a_javascript_peer_speaks_the_same_protocol() {
-    let Some(root) = built_package() else {
+    let Some(root) = common::built_package() else {
         eprintln!("skipped: the Node package is not built (npm install) or node is missing");
         return;
     };

@@ -1,8 +1,12 @@
 //! Topics from Rust: fan-out in order to every subscriber, late subscribers, lag in overwrite
 //! mode, back-pressure in block mode, a subscriber whose thread died without unsubscribing,
 //! end and drain, several publishers seen in one order by everyone, and publishers racing a
-//! lapped subscriber with no torn message.
+//! lapped subscriber with no torn message; and a Node process on the same topics (when the
+//! package is built): a JavaScript subscriber of what Rust publishes, publishing it back.
 
+mod common;
+
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -272,4 +276,68 @@ fn a_lapped_reader_racing_publishers_never_takes_a_torn_message() {
     }
     publisher.join().unwrap();
     assert_eq!(received + missed, u64::from(MESSAGES));
+}
+
+#[test]
+fn a_javascript_subscriber_and_publisher_speak_the_same_protocol() {
+    let Some(root) = common::built_package() else {
+        eprintln!("skipped: the Node package is not built (npm install) or node is missing");
+        return;
+    };
+    let there = format!("core-test-topic-there-{}", std::process::id());
+    let back = format!("core-test-topic-back-{}", std::process::id());
+    for name in [&there, &back] {
+        let _ = Topic::unlink(name);
+    }
+    let outbound = Arc::new(Topic::create(&there, TopicOptions::new(4096)).unwrap());
+    let inbound = Arc::new(Topic::create(&back, TopicOptions::new(4096)).unwrap());
+    let mut replies = inbound.subscribe().unwrap();
+    // The JS peer subscribes, says so by publishing "ready", then publishes back every message
+    // (wrapping the ring many times) until the Rust side ends the topic.
+    let script = format!(
+        "const {{ Topic }} = require({index:?});
+         const there = Topic.open({there:?}, {{ codec: 'bytes' }}), back = Topic.open({back:?}, {{ codec: 'bytes' }});
+         const sub = there.subscribe();
+         back.publish('ready', {{ timeout: 20000 }});
+         for (;;) {{
+           let m;
+           try {{ m = sub.recv({{ timeout: 20000 }}) }} catch (e) {{ if (e.code === 'ERR_SHM_CHANNEL_ENDED') break; throw e }}
+           back.publish(m, {{ timeout: 20000 }});
+         }}
+         back.end();",
+        index = root.join("index.js"),
+    );
+    let mut peer = Command::new("node").args(["-e", &script]).spawn().unwrap();
+    assert_eq!(
+        replies.recv(Some(Duration::from_secs(20))).unwrap(),
+        b"ready"
+    );
+    let publisher = {
+        let outbound = outbound.clone();
+        std::thread::spawn(move || {
+            for n in 0..2000 {
+                outbound
+                    .publish(&message(7, n), Some(Duration::from_secs(20)))
+                    .unwrap();
+            }
+            outbound.end(None).unwrap();
+        })
+    };
+    let mut n = 0;
+    loop {
+        match replies.recv(Some(Duration::from_secs(20))) {
+            Ok(bytes) => {
+                assert_eq!(parse(&bytes), (7, n));
+                n += 1;
+            }
+            Err(e) if e.code() == ErrorCode::ChannelEnded => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    publisher.join().unwrap();
+    assert!(peer.wait().unwrap().success());
+    assert_eq!(n, 2000);
+    for name in [&there, &back] {
+        Topic::unlink(name).unwrap();
+    }
 }
