@@ -271,6 +271,36 @@ impl Channel {
         }
     }
 
+    /// Waits (at most `timeout`, and at most one sleep slice) until a message may be there or
+    /// the stream ended, without taking anything: for bindings whose receivers wait on one
+    /// thread and receive on another (asyncio). Whether one may be there now.
+    pub fn wait_readable(&self, timeout: Duration) -> Result<bool> {
+        let ready = || self.in_flight() != 0 || self.is_ended();
+        if !ready() {
+            let deadline = platform::deadline_after(Some(timeout));
+            match self.wait_for(RECV_SLEEPERS, RECV_EVENT, deadline, "a message", ready) {
+                Err(e) if e.code() == ErrorCode::TimedOut => return Ok(false),
+                other => other?,
+            }
+        }
+        Ok(ready())
+    }
+
+    /// As [`wait_readable`](Self::wait_readable), until there may be room for a `length`-byte
+    /// message or the stream ended.
+    pub fn wait_writable(&self, length: usize, timeout: Duration) -> Result<bool> {
+        let need = frame_size(length);
+        let ready = || self.free() >= need || self.is_ended();
+        if !ready() {
+            let deadline = platform::deadline_after(Some(timeout));
+            match self.wait_for(SEND_SLEEPERS, SEND_EVENT, deadline, "room in the channel", ready) {
+                Err(e) if e.code() == ErrorCode::TimedOut => return Ok(false),
+                other => other?,
+            }
+        }
+        Ok(ready())
+    }
+
     fn word(&self, offset: usize) -> &AtomicU32 {
         self.segment
             .word_at(offset)
