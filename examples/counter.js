@@ -42,13 +42,15 @@ function incrementer(name, increments) {
 }
 
 /** Process B: reads the counter under the same lock until A is done. */
-function reader(name) {
+async function reader(name) {
   const seg = Segment.open(name)
   const counter = new Float64Array(seg.buffer, COUNTER, 1)
   const flags = new Int32Array(seg.buffer)
   let reads = 0
   let last = -1
-  process.send({ ready: true })
+  // Wait until the message is out before blocking this thread: some runtimes (Deno) send IPC
+  // messages from the event loop, which the loop below does not give a turn.
+  await new Promise((resolve) => process.send({ ready: true }, resolve))
   for (;;) {
     // Sleep up to 20 ms, or until A notifies that it is done.
     const finished = seg.wait(DONE, 0, 20) !== 'timed-out' || Atomics.load(flags, DONE / 4) === 1

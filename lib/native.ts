@@ -20,8 +20,26 @@ export const CONTRACT: Binding.Contract = contract()
 /** The platform as the binary packages name it, e.g. `linux-x64-gnu`, `darwin-arm64`. */
 function platformName(): string {
   if (process.platform !== 'linux') return `${process.platform}-${process.arch}`
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
-  return `linux-${process.arch}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
+  let glibc: string | undefined
+  try {
+    glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+      ?.glibcVersionRuntime
+  } catch {
+    return `linux-${process.arch}` // the runtime refused to say (Deno without --allow-sys)
+  }
+  return `linux-${process.arch}-${glibc ? 'gnu' : 'musl'}`
+}
+
+/** The `--allow-*` flag a Deno permission error in `error`'s cause chain names, if any. */
+function refusedPermission(error: unknown): string | undefined {
+  const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined' || 'deno' in process.versions
+  if (!isDeno) return undefined
+  for (let e = error as { name?: string; message?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    const flag = /--allow-[a-z]+/.exec(String(e.message))?.[0]
+    if (flag) return flag
+    if (e.name === 'NotCapable') return 'a permission'
+  }
+  return undefined
 }
 
 /** Loads the native addon for this platform, or explains clearly why there is none. */
@@ -29,6 +47,18 @@ function loadBinding(): typeof Binding {
   try {
     return require('../binding') as typeof Binding
   } catch (error) {
+    const refused = refusedPermission(error)
+    if (refused) {
+      throw coded(
+        new Error(
+          `Deno refused ${refused} that shmkit needs to load its native addon. Run with ` +
+            '--allow-read --allow-env --allow-ffi ' +
+            '(or -A); see the platforms page of the shmkit docs.',
+          { cause: error },
+        ),
+        'ERR_SHM_NO_BINARY',
+      )
+    }
     const platform = platformName()
     throw coded(
       new Error(
