@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,8 @@ needs_node = pytest.mark.skipif(
 @pytest.fixture
 def name(request: pytest.FixtureRequest):
     """A fresh object name, removed (whatever its kind) after the test."""
-    made = f"py-{request.node.name[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}".replace("[", "-").replace("]", "")
+    test = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:40]
+    made = f"py-{test}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     yield made
     try:
         shmkit._native.Segment.unlink(made, None)
