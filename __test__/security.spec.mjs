@@ -9,23 +9,29 @@ import fs from 'node:fs'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 
-import { Channel, Segment } from '../index.js'
+import { Channel, Segment, SharedMap, Topic } from '../index.js'
 import { asNobody, canSwitchUser, readableCopy, startFixture, throwsCoded, uniqueName } from './helpers.mjs'
 
 const asRoot = canSwitchUser ? test : test.skip
 const cli = fileURLToPath(new URL('../bin/shmkit.js', import.meta.url))
 const NOBODY = 65534
 
-/** Has user nobody create `name` (a 0o666 segment holding byte 42, or a channel) and keep it. */
+/** Has user nobody create `name` (a 0o666 segment holding byte 42, a channel holding a message,
+ * a map holding a key, or a topic) and keep it. */
 async function squat(t, name, kind) {
   const squatter = startFixture(
     'script.mjs',
     [
-      `const created = args[1] === 'channel'
-         ? shmkit.Channel.create(args[0], { capacity: 256, mode: 0o666, codec: 'json' })
-         : shmkit.Segment.create(args[0], { size: 4096, mode: 0o666 })
+      `const make = {
+         channel: () => shmkit.Channel.create(args[0], { capacity: 256, mode: 0o666, codec: 'json' }),
+         map: () => shmkit.SharedMap.create(args[0], { capacity: 16, mode: 0o666 }),
+         topic: () => shmkit.Topic.create(args[0], { capacity: 256, mode: 0o666 }),
+         segment: () => shmkit.Segment.create(args[0], { size: 4096, mode: 0o666 }),
+       }
+       const created = make[args[1]]()
        if (args[1] === 'channel') created.send({ from: 'nobody' })
-       else new Uint8Array(created.buffer)[0] = 42
+       else if (args[1] === 'map') created.set('from', 'nobody')
+       else if (args[1] === 'segment') new Uint8Array(created.buffer)[0] = 42
        created.close()
        await send('created')`,
       name,
@@ -66,6 +72,23 @@ asRoot('a squatted channel is refused by open and openOrCreate, and accepted wit
   const channel = Channel.open(name, { owner: NOBODY })
   t.deepEqual(channel.recv({ timeout: 1000 }), { from: 'nobody' })
   channel.close()
+})
+
+asRoot('a squatted map or topic is refused by open and openOrCreate, and accepted with owner', async (t) => {
+  const mapName = uniqueName(t, 'map')
+  await squat(t, mapName, 'map')
+  throwsCoded(t, () => SharedMap.open(mapName), Error, 'ERR_SHM_FOREIGN_OWNER')
+  throwsCoded(t, () => SharedMap.openOrCreate(mapName, { capacity: 16 }), Error, 'ERR_SHM_FOREIGN_OWNER')
+  const map = SharedMap.open(mapName, { owner: NOBODY })
+  t.is(map.get('from'), 'nobody')
+  map.close()
+  const topicName = uniqueName(t, 'topic')
+  await squat(t, topicName, 'topic')
+  throwsCoded(t, () => Topic.open(topicName), Error, 'ERR_SHM_FOREIGN_OWNER')
+  throwsCoded(t, () => Topic.openOrCreate(topicName, { capacity: 256 }), Error, 'ERR_SHM_FOREIGN_OWNER')
+  const topic = Topic.open(topicName, { owner: 'any' })
+  t.is(topic.capacity, 256)
+  topic.close()
 })
 
 asRoot('a squatting object that is not even shmkit is refused for its owner before its contents are read', (t) => {
