@@ -154,9 +154,15 @@ fn a_subscriber_whose_thread_died_stops_holding_publishers_back() {
     let topic = fresh("reap", TopicOptions::new(256));
     {
         let topic = topic.clone();
-        std::thread::spawn(move || std::mem::forget(topic.subscribe().unwrap()))
-            .join()
-            .unwrap();
+        // A thread that subscribes and ends without unsubscribing (as a killed process would:
+        // the slot stays taken, with its identity).
+        std::thread::spawn(move || {
+            topic
+                .claim_slot(&shmkit_core::platform::current_thread())
+                .unwrap();
+        })
+        .join()
+        .unwrap();
     }
     assert_eq!(topic.stats().subscribers.len(), 1);
     let started = Instant::now();
