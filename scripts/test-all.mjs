@@ -1,10 +1,10 @@
 // `npm test`: every test suite of the project, one after another: the JavaScript suite (ava,
-// real processes, worker threads and namespaces), the Rust core and binding (cargo test), and the
-// Python package (pytest, with Node peers). Prints each suite's counts, then one line
-// "N passed, N failed" summed over all; exits 1 if anything failed.
+// real processes, worker threads and namespaces), the Rust core and binding (cargo test), the Go
+// module and the Python package (each with Node peers). Prints each suite's counts, then one
+// line "N passed, N failed" summed over all; exits 1 if anything failed.
 //
 //   npm test                      every suite
-//   npm test -- js|rust|python    some of them
+//   npm test -- js|rust|go|python  some of them
 //   npm test -- js -- FILES...    arguments after a second -- go to that one suite's runner
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -25,6 +25,15 @@ const suites = {
     label: 'Rust (cargo test)',
     command: ['cargo', ['test', '--workspace']],
     count: (out) => sumOf(out, /^test result: \w+\. (\d+) passed; (\d+) failed/gm),
+  },
+  go: {
+    label: 'Go (go vet, go test)',
+    // The Node peers are part of these tests: fail, not skip, if the Node package is missing.
+    command: ['bash', ['-c', 'cd go && go vet ./... && SHMKIT_REQUIRE_NODE=1 go test -count=1 -v ./... "$@"', 'go']],
+    count: (out) => ({
+      passed: (out.match(/^\s*--- PASS/gm) ?? []).length,
+      failed: (out.match(/^\s*--- FAIL/gm) ?? []).length,
+    }),
   },
   python: {
     label: 'Python (pytest)',

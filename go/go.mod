@@ -1,0 +1,3 @@
+module github.com/shmkit/shmkit/go
+
+go 1.22
