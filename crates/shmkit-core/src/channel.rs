@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! data offset  field
-//!      0       ready (CHANNEL_MAGIC, written last by the creator), version, capacity, codec, closed
+//!      0       ready (CHANNEL_MAGIC, written last by the creator), version, capacity, codec, ended
 //!     64       tail, recv_sleepers, recv_event, sent          producers' cache line
 //!    128       head, send_sleepers, send_event, received      consumers' cache line
 //!    192       send lock (a mutex cell)
@@ -121,6 +121,13 @@ impl Channel {
             .store(CHANNEL_VERSION, Ordering::Relaxed);
         channel.word(CAPACITY).store(ring as u32, Ordering::Relaxed);
         channel.word(CODEC).store(codec, Ordering::Relaxed);
+        for lock in [SEND_LOCK, RECV_LOCK] {
+            // Shown by `inspect` (as the JavaScript side notes them when it first uses them).
+            channel
+                .segment
+                .note_placed_mutex(lock)
+                .expect("the side locks lie in every channel's data area");
+        }
         // SYNC POINT (creator): openers that see the magic see the fields above.
         channel.word(READY).store(CHANNEL_MAGIC, Ordering::Release);
         Ok(channel)
@@ -293,7 +300,13 @@ impl Channel {
         let ready = || self.free() >= need || self.is_ended();
         if !ready() {
             let deadline = platform::deadline_after(Some(timeout));
-            match self.wait_for(SEND_SLEEPERS, SEND_EVENT, deadline, "room in the channel", ready) {
+            match self.wait_for(
+                SEND_SLEEPERS,
+                SEND_EVENT,
+                deadline,
+                "room in the channel",
+                ready,
+            ) {
                 Err(e) if e.code() == ErrorCode::TimedOut => return Ok(false),
                 other => other?,
             }

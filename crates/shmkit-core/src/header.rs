@@ -8,7 +8,7 @@
 //!      8    4 layout_version   2
 //!     12    4 header_size      bytes before the data area; a multiple of 4096, <= 65536
 //!     16    8 data_size        bytes in the data area
-//!     24    4 kind             1 = segment, 2 = channel
+//!     24    4 kind             1 = segment, 2 = channel, 3 = map, 4 = topic
 //!     28    4 flags            bit 0: auto-unlink; other bits 0
 //!     32    8 created_unix_ms  creation time
 //!     40    4 creator_pid
