@@ -29,7 +29,14 @@ const suites = {
   go: {
     label: 'Go (go vet, go test)',
     // The Node peers are part of these tests: fail, not skip, if the Node package is missing.
-    command: ['bash', ['-c', 'cd go && go vet ./... && SHMKIT_REQUIRE_NODE=1 go test -count=1 -v ./... "$@"', 'go']],
+    command: [
+      'bash',
+      [
+        '-c',
+        'if ! command -v go >/dev/null; then echo "go: SKIPPED (no go)"; exit 0; fi; cd go && go vet ./... && SHMKIT_REQUIRE_NODE=1 go test -count=1 -v ./... "$@"',
+        'go',
+      ],
+    ],
     count: (out) => ({
       passed: (out.match(/^\s*--- PASS/gm) ?? []).length,
       failed: (out.match(/^\s*--- FAIL/gm) ?? []).length,
