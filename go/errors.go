@@ -109,7 +109,31 @@ var (
 	ErrForeignOwner = sentinel("ERR_SHM_FOREIGN_OWNER", "owned by another user", 0)
 	// ErrNotLocked (ERR_SHM_NOT_LOCKED): unlock of a lock its segment's Close already released.
 	ErrNotLocked = sentinel("ERR_SHM_NOT_LOCKED", "not locked", 0)
+	// ErrLagged (ERR_SHM_LAGGED): a topic subscriber was lapped by publishers (overwrite mode).
+	// The error returned is a *LaggedError, which says how many messages were missed.
+	ErrLagged = sentinel("ERR_SHM_LAGGED", "lagged", 0)
 )
+
+// LaggedError is what a topic subscriber's receive returns when publishers lapped it (a topic
+// created with SlowOverwrite): Missed messages were lost, and the subscription continues in
+// order from the oldest message still there with its next receive. errors.Is(err, ErrLagged)
+// holds; errors.As(err, &lagged) gives the count; it wraps an *Error of code ERR_SHM_LAGGED
+// (errors.As(err, &shmErr) finds that one, as Node's error carries `missed`).
+type LaggedError struct {
+	Missed uint64
+	err    *Error
+}
+
+func (e *LaggedError) Error() string { return e.err.Error() }
+
+// Code is "ERR_SHM_LAGGED".
+func (e *LaggedError) Code() string { return e.err.code }
+
+// Is reports whether target is an *Error of code ERR_SHM_LAGGED (ErrLagged).
+func (e *LaggedError) Is(target error) bool { return e.err.Is(target) }
+
+// Unwrap gives the *Error of code ERR_SHM_LAGGED.
+func (e *LaggedError) Unwrap() error { return e.err }
 
 // newErr makes an error of sentinel s's code with its own message.
 func newErr(s *Error, format string, args ...any) *Error {

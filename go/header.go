@@ -47,8 +47,9 @@ const (
 // Kind is what a segment holds (the header's kind field).
 type Kind uint32
 
-// The kinds of docs/LAYOUT.md. This package opens segments and channels; maps and topics
-// (kinds 3 and 4) are refused by OpenChannel and reported by Info.
+// The kinds of docs/LAYOUT.md. This package opens segments, channels and topics; maps (kind 3,
+// SharedMap) are not implemented in Go: Open maps them as plain segments and Info reports them,
+// OpenChannel and OpenTopic refuse them with ErrWrongKind.
 const (
 	KindSegment Kind = 1
 	KindChannel Kind = 2

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -152,4 +153,28 @@ func unsafeBytes(words []uint64) []byte {
 	// SAFETY: the slice covers exactly the backing array of words (8 bytes each), which stays
 	// alive as long as the returned slice references it; uint64 memory is 8-aligned.
 	return unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), len(words)*8)
+}
+
+// onDyingThread runs f in a goroutine locked to an OS thread that ends when f returns. Not the
+// main thread: a locked goroutine that exits on it does not end it (the Go runtime parks the
+// main thread for good instead), so a goroutine that finds itself there keeps it and starts f
+// on another.
+func onDyingThread(f func()) {
+	var try func()
+	try = func() {
+		runtime.LockOSThread()
+		if syscall.Gettid() == syscall.Getpid() {
+			done := make(chan struct{})
+			go func() {
+				runtime.LockOSThread()
+				defer close(done)
+				f()
+			}()
+			<-done
+			runtime.UnlockOSThread()
+			return
+		}
+		f() // returns locked: the runtime ends the thread
+	}
+	go try()
 }

@@ -812,9 +812,10 @@ impl Topic {
         self.word(TABLE + slot * SLOT_SIZE + offset)
     }
 
-    /// The ring word at byte counter `position` (a multiple of 4), masked into the ring.
+    /// The ring word at byte counter `position`, masked into the ring (and down to a multiple
+    /// of 4: positions read from shared memory are untrusted, callers validate their alignment).
     fn ring_word(&self, position: u32) -> u32 {
-        let offset = (position & (self.capacity - 1)) as usize;
+        let offset = (position & (self.capacity - 1) & !3) as usize;
         self.word(self.ring + offset).load(Ordering::Relaxed)
     }
 
@@ -945,6 +946,14 @@ impl Subscription {
 
     fn look(&mut self) -> Result<Look> {
         let topic = Arc::clone(&self.topic);
+        // A slot whose thread was judged dead is freed, and may be another subscriber's now:
+        // this handle (used from another thread) must not read on or write into it.
+        if topic.slot_word(self.slot, S_STATE).load(Ordering::SeqCst) != self.state {
+            return Err(Error::new(
+                ErrorCode::Closed,
+                "This subscription was removed: the thread that subscribed ended",
+            ));
+        }
         let capacity = topic.capacity;
         // `ended` before `tail`: once it is set nothing more is published.
         let ended = topic.is_ended();

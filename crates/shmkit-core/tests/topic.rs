@@ -347,3 +347,59 @@ fn a_javascript_subscriber_and_publisher_speak_the_same_protocol() {
         Topic::unlink(name).unwrap();
     }
 }
+
+/// Damaged indices give errors, never a panic: a misaligned head met while catching up, a
+/// misaligned tail at subscribe (both panicked in an unchecked word read before).
+#[test]
+fn misaligned_indices_are_errors_not_panics() {
+    use shmkit_core::segment::OpenOptions;
+    use shmkit_core::topic::layout;
+    use shmkit_core::Segment;
+    use std::sync::atomic::Ordering::SeqCst;
+    let options = TopicOptions {
+        slow: Slow::Overwrite,
+        ..TopicOptions::new(256)
+    };
+    let name = format!("core-test-topic-misaligned-{}", std::process::id());
+    let _ = Topic::unlink(&name);
+    let topic = Arc::new(Topic::create(&name, options).unwrap());
+    let raw = Segment::open_with(&name, &OpenOptions::default()).unwrap();
+    Topic::unlink(&name).unwrap();
+    let mut sub = topic.subscribe().unwrap();
+    for n in 0..25 {
+        topic.try_publish(&[n as u8; 16]).unwrap();
+    }
+    raw.word_at(layout::HEAD).unwrap().store(194, SeqCst); // lapped, and the head is damaged
+    assert_eq!(sub.try_recv().unwrap_err().code(), ErrorCode::Corrupt);
+    let tail = raw.word_at(layout::TAIL).unwrap().load(SeqCst);
+    raw.word_at(layout::TAIL).unwrap().store(tail + 2, SeqCst);
+    let mut late = topic.subscribe().unwrap();
+    assert!(matches!(late.try_recv(), Ok(None) | Err(_)));
+    // Moving the damaged tail on makes the late subscriber read at a misaligned cursor.
+    raw.word_at(layout::TAIL).unwrap().store(tail + 26, SeqCst);
+    assert!(late.try_recv().is_err());
+    assert_eq!(
+        topic.try_publish(b"x").unwrap_err().code(),
+        ErrorCode::Corrupt
+    );
+}
+
+/// A subscription whose thread ended is freed by a publisher (and may go to another subscriber):
+/// the old handle, used from another thread, is refused instead of writing into that slot.
+#[test]
+fn a_subscription_used_after_its_thread_ended_is_refused() {
+    let topic = fresh("orphan", TopicOptions::new(256));
+    let orphan = {
+        let topic = topic.clone();
+        std::thread::spawn(move || topic.subscribe().unwrap())
+            .join()
+            .unwrap()
+    };
+    for n in 0..50 {
+        topic
+            .publish(&message(0, n), Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    let mut orphan = orphan;
+    assert_eq!(orphan.try_recv().unwrap_err().code(), ErrorCode::Closed);
+}
