@@ -15,6 +15,7 @@ export { AbortError, isShmkitError, type ShmkitError, type ShmkitErrorCode } fro
 export { Segment, type CreateOptions, type OpenOptions, type WaitResult } from './lib/segment';
 export { Mutex, type LockGuard } from './lib/mutex';
 export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type Sendable } from './lib/channel';
+export type { Job, TakeOptions } from './lib/queue';
 export type { Codec, CodecValues } from './lib/codec';
 export type { Kind } from './lib/handle';
 export type { ChannelStats, Liveness, MapStats, MutexStats, SegmentInspection, TopicStats, TopicSubscriberStats, } from './lib/inspect';

@@ -30,3 +30,9 @@ test('the broadcast example delivers every configuration to every cluster worker
   const { stdout } = await run(process.execPath, ['examples/broadcast.js', '3', '2000'], { cwd: root, timeout: 60_000 })
   t.regex(stdout, /3 workers each received all 2,000 configurations in order/)
 })
+
+test('the job queue example loses nothing when a worker is killed with SIGKILL', async (t) => {
+  const { stdout } = await run(process.execPath, ['examples/job-queue.js', '3', '300'], { cwd: root, timeout: 60_000 })
+  t.regex(stdout, /killed worker \d+ \(kill -9\) while it held a job/)
+  t.regex(stdout, /300 jobs, each acknowledged exactly once; [1-9]\d* delivered again after the kill/)
+})

@@ -50,6 +50,7 @@ import {
   type TimeoutOptions,
 } from './validate'
 import { deadlineOf, remainingMs } from './waiting'
+import { InFlight, take, type Job, type TakeOptions } from './queue'
 
 const CH = CONTRACT.channel
 
@@ -104,6 +105,7 @@ export class Channel<T = unknown> {
     this[HANDLE] = handle
     this.#ring = new Ring(handle)
     this.#codec = codec ?? CODECS[this.#ring.words[CH.codec / 4]!] ?? 'bytes'
+    Object.assign(this.#taker, { name: handle.name, ring: this.#ring, codec: this.#codec })
   }
 
   /** Creates channel `name` with a ring of `capacity` bytes. Throws `EEXIST` if it exists. */
@@ -345,6 +347,32 @@ export class Channel<T = unknown> {
     }
   }
 
+  /**
+   * Takes the next message for processing, to be acknowledged: resolves with a `Job` whose
+   * `ack()` removes it for good. Until then the message stays in the channel's in-flight table:
+   * if this consumer dies (its process or worker thread) or does not `ack()` within
+   * `options.leaseMs` (default 30 s), or calls `nack()`, the message is delivered again to the
+   * next `take()` of any consumer, with `deliveries` counting; after `options.maxDeliveries`
+   * (default 5) it goes to `options.deadLetter` instead. At least once (a message can be
+   * delivered again after a crash), where `recv` is exactly once without acknowledgement.
+   * Rejects with `ERR_SHM_CHANNEL_ENDED` once the channel ended, is drained and nothing is in
+   * flight.
+   */
+  take(options?: TakeOptions): Promise<Job<T>> {
+    return take<T>(this.#taker, options)
+  }
+
+  #inflight: InFlight | undefined
+  readonly #taker = {
+    name: '',
+    ring: undefined as unknown as Ring,
+    codec: 'bytes' as Codec,
+    inflight: () => (this.#inflight ??= new InFlight(this.name, this.#ring.capacity)),
+    assertOpen: () => this[HANDLE].assertOpen(),
+    awaitRecvLock: (deadline: number, signal: AbortSignal | undefined, timeoutMs: number) =>
+      this.#ring.awaitSideLock(this.#ring.recvLock, deadline, signal, timeoutMs),
+  }
+
   /** Receives until the channel has ended and is drained. */
   async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
     for (;;) {
@@ -418,6 +446,7 @@ export class Channel<T = unknown> {
    * for everyone else. Idempotent. See `end()` to end the stream.
    */
   close(): void {
+    this.#inflight?.close()
     this[HANDLE].close()
   }
 

@@ -470,3 +470,24 @@ pub fn current_thread_identity() -> Vec<u32> {
 /// Bytes a placed mutex occupies.
 #[napi]
 pub const MUTEX_BYTE_LENGTH: u32 = shmkit_core::MUTEX_SIZE as u32;
+
+/// Whether the thread `[tid, namespace, startLo, startHi, pid]` (as `current_thread_identity`
+/// gives it, and as shmkit records it in shared memory) still runs: `'alive'`, `'dead'`, or
+/// `'unknown'` (another PID namespace, no permission: never treated as dead).
+#[napi]
+pub fn thread_liveness(identity: Vec<u32>) -> Result<&'static str, Code> {
+    let [tid, namespace, start_lo, start_hi, pid] = identity[..] else {
+        return Err(coded("ERR_INVALID_ARG_VALUE", "An identity is 5 numbers"));
+    };
+    let who = shmkit_core::ThreadIdentity {
+        tid,
+        namespace,
+        start_time: u64::from(start_lo) | (u64::from(start_hi) << 32),
+        pid,
+    };
+    Ok(match shmkit_core::platform::liveness(&who) {
+        shmkit_core::Liveness::Alive => "alive",
+        shmkit_core::Liveness::Dead => "dead",
+        shmkit_core::Liveness::Unknown => "unknown",
+    })
+}
