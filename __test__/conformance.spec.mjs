@@ -65,6 +65,7 @@ for (const [n, vector] of load('topic.json').entries()) {
     words[T.head / 4] = vector.head
     words[T.writing / 4] = vector.writing
     words[T.tail / 4] = vector.tail
+    if (vector.published !== undefined) words[T.published / 4] = vector.published
     const got = []
     while (got.length < vector.expect.length) {
       const result = outcome(

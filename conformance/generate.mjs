@@ -99,7 +99,7 @@ const channels = [
 // non-waiting receives give: messages, "empty", or an error code (ERR_SHM_LAGGED with missed).
 function topicCase(
   name,
-  { capacity = 128, slow = 'block', start, tail, writing = tail, head, records = [], raw = [], expect },
+  { capacity = 128, slow = 'block', start, tail, writing = tail, head, published, records = [], raw = [], expect },
 ) {
   const r = ring(capacity)
   let position = records.length ? records[0].at : 0
@@ -118,6 +118,7 @@ function topicCase(
     tail: tail >>> 0,
     writing: writing >>> 0,
     head: head >>> 0,
+    ...(published === undefined ? {} : { published: published >>> 0 }),
     ring: hex(r.bytes),
     expect,
   }
@@ -165,6 +166,20 @@ const topics = [
     // The subscriber expected number 0 at 0, where a publisher is writing: the oldest whole record
     // is number 1 at the head.
     expect: [{ error: 'ERR_SHM_LAGGED', missed: 1 }, ...Array.from({ length: 7 }, (_, k) => M(`r${1 + k}`)), 'empty'],
+  }),
+  topicCase('overwrite: lapped while a publish that drops every record has moved the head to the tail', {
+    slow: 'overwrite',
+    capacity: 64,
+    start: { tail: 0, published: 0 },
+    // Record #0 (40 bytes) was published; #1 (40 bytes) must drop it: the publisher moved the head
+    // to the tail and raised `writing`, and has not written #1 yet. The number at the head is
+    // stale (0 here): the next record to expect is `published`, #1.
+    head: 40,
+    tail: 40,
+    writing: 80,
+    published: 1,
+    records: [rec(0, 0, '0123456789abcdef0123456789abcdef')],
+    expect: [{ error: 'ERR_SHM_LAGGED', missed: 1 }, 'empty'],
   }),
   topicCase('damaged: a record with another number where nothing overwrote it', {
     start: { tail: 0, published: 0 },

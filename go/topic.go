@@ -1132,13 +1132,25 @@ func (s *Subscription) look() ([]byte, lookResult, error) {
 func (s *Subscription) catchUp() error {
 	t := s.t
 	for attempt := 0; attempt < topicCatchUpAttempts; attempt++ {
+		// tail before head. A publish that must drop every record first moves the head to the
+		// tail, where its own record is not written yet: the number there is stale. Then the
+		// record to expect next is number `published`, if the tail did not move meanwhile.
+		tail := load32(t.data, tpTail)
 		head := load32(t.data, tpHead)
-		if head%8 != 0 {
-			continue
-		}
-		number := t.ringWord(head + 4)
-		if load32(t.data, tpWriting)-head > t.capacity {
-			continue // overwritten while read: read both again
+		var number uint32
+		if head == tail {
+			number = load32(t.data, tpPublished)
+			if load32(t.data, tpTail) != tail {
+				continue
+			}
+		} else {
+			if head%8 != 0 || tail-head > t.capacity {
+				continue
+			}
+			number = t.ringWord(head + 4)
+			if load32(t.data, tpWriting)-head > t.capacity {
+				continue // overwritten while read: read both again
+			}
 		}
 		missed := number - s.seq
 		p := u32(t.data, t.slotOff(s.slot, tsMissed))

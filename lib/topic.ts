@@ -696,9 +696,20 @@ export class Subscription<T = unknown> {
   #catchUp(): never {
     const words = this.#words
     for (let attempt = 0; attempt < CATCH_UP_ATTEMPTS; attempt++) {
+      // `tail` before `head`. A publish that must drop every record first moves the head to the
+      // tail, where its own record is not written yet: the number there is stale. Then the
+      // record to expect next is number `published`, if the tail did not move meanwhile.
+      const tail = Atomics.load(words, TAIL)
       const head = Atomics.load(words, HEAD)
-      const seq = this.#ringWords[((head + 4) & this.#mask) >>> 2]!
-      if ((head & 7) !== 0 || (Atomics.load(words, WRITING) - head) >>> 0 > this.#capacity) continue
+      let seq: number
+      if (head === tail) {
+        seq = Atomics.load(words, PUBLISHED)
+        if (Atomics.load(words, TAIL) !== tail) continue
+      } else {
+        if ((head & 7) !== 0 || (tail - head) >>> 0 > this.#capacity) continue
+        seq = this.#ringWords[((head + 4) & this.#mask) >>> 2]!
+        if ((Atomics.load(words, WRITING) - head) >>> 0 > this.#capacity) continue
+      }
       const missed = (seq - this.#seq) >>> 0
       const missedWord = this.#slotBase + T.sMissed / 4
       Atomics.store(words, missedWord, (Atomics.load(words, missedWord) + missed) >>> 0)

@@ -71,6 +71,8 @@ def test_topic_vectors(vector, name):
     view[ring_at : ring_at + len(ring)] = ring
     for field in ("head", "writing", "tail"):
         put(view, TOPIC[field], vector[field])
+    if "published" in vector:
+        put(view, TOPIC["published"], vector["published"])
     got: list[object] = []
     while len(got) < len(vector["expect"]):
         result = outcome(subscription.try_recv, lambda: topic.ended)

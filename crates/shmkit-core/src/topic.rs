@@ -546,6 +546,9 @@ impl Topic {
             self.word(WRITING)
                 .store(tail.wrapping_add(need), Ordering::SeqCst);
         }
+        // The ring is written with relaxed stores: keep them after `writing` (the seqlock
+        // writer's fence), so a reader that sees new bytes also sees the new `writing`.
+        std::sync::atomic::fence(Ordering::Release);
         self.write_record(tail, seq, message);
         // SYNC POINT (publish): the record is whole before the tail moves past it.
         self.word(TAIL)
@@ -999,19 +1002,34 @@ impl Subscription {
     fn catch_up(&mut self) -> Result<Look> {
         let topic = Arc::clone(&self.topic);
         for _ in 0..CATCH_UP_ATTEMPTS {
+            // `tail` before `head`. A publish that must drop every record first moves the head
+            // to the tail, where its own record is not written yet: the number there is stale.
+            // Then the record to expect next is number `published`, if the tail did not move.
+            let tail = topic.word(TAIL).load(Ordering::SeqCst);
             let head = topic.word(HEAD).load(Ordering::SeqCst);
-            let seq = topic.ring_word(head.wrapping_add(4));
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if !head.is_multiple_of(8)
-                || topic
-                    .word(WRITING)
-                    .load(Ordering::SeqCst)
-                    .wrapping_sub(head)
-                    > topic.capacity
-            {
-                std::hint::spin_loop();
-                continue;
-            }
+            let seq = if head == tail {
+                let published = topic.word(PUBLISHED).load(Ordering::SeqCst);
+                if topic.word(TAIL).load(Ordering::SeqCst) != tail {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                published
+            } else {
+                let seq = topic.ring_word(head.wrapping_add(4));
+                std::sync::atomic::fence(Ordering::SeqCst);
+                let whole = tail.wrapping_sub(head) <= topic.capacity
+                    && head.is_multiple_of(8)
+                    && topic
+                        .word(WRITING)
+                        .load(Ordering::SeqCst)
+                        .wrapping_sub(head)
+                        <= topic.capacity;
+                if !whole {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                seq
+            };
             let missed = seq.wrapping_sub(self.seq);
             let total = topic.slot_word(self.slot, S_MISSED).load(Ordering::Relaxed);
             topic

@@ -130,6 +130,9 @@ fn topic_vectors() {
         set(&segment, tp::HEAD, u32_of(&case["head"]));
         set(&segment, tp::WRITING, u32_of(&case["writing"]));
         set(&segment, tp::TAIL, u32_of(&case["tail"]));
+        if let Some(published) = case.get("published") {
+            set(&segment, tp::PUBLISHED, u32_of(published));
+        }
         let expected = case["expect"].as_array().unwrap();
         let mut got = Vec::new();
         while got.len() < expected.len() {
