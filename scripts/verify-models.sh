@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Model-checks the Promela models in docs/models/ with Spin (see docs/models/README.md).
 #
-#   scripts/verify-models.sh          short configurations (about a minute on 2 cores)
+#   scripts/verify-models.sh          short configurations (about 3 minutes on 2 cores)
 #   scripts/verify-models.sh --long   the short ones plus bigger configurations (much longer)
 #
 # Prints one line per property checked: PASS or FAIL, the model, the property, the
@@ -70,6 +70,7 @@ check() {
 
 lock_safety='lock: mutual exclusion (at most one live holder);lock: one taker per death (ownerDied once per death);lock: a live holder is never robbed;lock: the owner record names the holder'
 chan_safety='channel: exactly once, whole, in publish order, never lost;channel: no send succeeds after end();channel: close drains (CLOSED only when empty, nothing published after)'
+topic_safety='topic: whole, the record published under its number, in order, exactly once (never lapped in block mode);topic: nothing published after end();topic: the end drains (delivered + missed == published since subscribing);topic: no ERR_SHM_CORRUPT on a healthy topic;topic: numbering (published repaired after a dead publisher)'
 prefixed() { # PREFIX PROPERTIES: "channel: x;channel: y" -> "channel: PREFIX x;channel: PREFIX y"
   local out="" p
   local -a parts
@@ -124,6 +125,59 @@ check safety channel.pml "-DTAIL_FIRST=1 -DASSERTS=4" fail \
 check ltlf:no_lost_wakeup channel.pml "-DNO_RECHECK=1" fail \
   'channel: mutant NO_RECHECK (no re-check after raising the sleepers flag): lost wake-up'
 
+# topic.pml, short. CATCHUP=1 (the default) is catch_up as implemented; CATCHUP=0, the version
+# before the fix (docs/models/README.md), passes while no publish removes every record (records
+# of at most half the ring) and must fail otherwise (the mutant checks).
+t1="-DNPUB=1 -DNSUB=1 -DMSGS=3 -DCAP=2"                 # records fill the ring: every publish laps
+check safety topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=2" pass "$(prefixed 'block, 2 publishers:' "$topic_safety")"
+check safety topic.pml "-DNPUB=1 -DNSUB=2 -DMSGS=1 -DCAP=2" pass "$(prefixed 'block, 2 subscribers:' "$topic_safety")"
+check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=3 -DCAP=4 -DSIZES=3" pass \
+  "$(prefixed 'block, 3 messages of 2 sizes:' "$topic_safety")"
+check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=3 -DCAP=4 -DOVERWRITE=1 -DCATCHUP=0" pass \
+  "$(prefixed 'overwrite, records of half the ring, catch_up before the fix:' "$topic_safety")"
+check safety topic.pml "$t1 -DOVERWRITE=1 -DCATCHUP=1" pass \
+  "$(prefixed 'overwrite, records filling the ring, catch_up:' "$topic_safety")"
+check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=3 -DCAP=4 -DSIZES=5 -DOVERWRITE=1 -DCATCHUP=1" pass \
+  "$(prefixed 'overwrite, 2 sizes, catch_up:' "$topic_safety")"
+check safety topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=2 -DOVERWRITE=1 -DCATCHUP=1" pass \
+  "$(prefixed 'overwrite, 2 publishers, catch_up:' "$topic_safety")"
+check safety topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=2 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1" pass \
+  "$(prefixed 'block, publisher deaths:' "$topic_safety")"
+check safety topic.pml "$t1 -DOVERWRITE=1 -DCATCHUP=1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1" pass \
+  "$(prefixed 'overwrite, publisher deaths, catch_up:' "$topic_safety")"
+check safety topic.pml "$t1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=2" pass \
+  "$(prefixed 'block, subscriber deaths:' "$topic_safety")"
+# END_AFTER=1: end() only once the publishers are done, so that it cannot rescue a publisher
+# held back for ever (end() wakes publishers): progress then rests on closes and reaping
+for config in "$t1" "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=2" "-DNPUB=1 -DNSUB=2 -DMSGS=1 -DCAP=2" "$t1 -DCLOSE=1 -DEND_AFTER=1"; do
+  check ltl:no_lost_wakeup topic.pml "$config" pass \
+    'topic: no lost wake-up (no subscriber asleep with a record there, no publisher asleep with room)'
+  check ltl:progress topic.pml "$config" pass \
+    'topic: progress (every publish completes or fails ENDED, every subscriber reaches the end)'
+done
+check ltl:progress topic.pml "$t1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=2 -DEND_AFTER=1" pass \
+  'topic: progress with subscriber deaths (a dead subscriber is reaped, the publisher goes on)'
+check ltl:progress topic.pml "$t1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1 -DEND_AFTER=1" pass \
+  'topic: progress with publisher deaths (the publish lock is taken over, published repaired)'
+check safety topic.pml "$t1 -DOVERWRITE=1 -DCATCHUP=1 -DNO_WRITING_CHECK=1 -DASSERTS=1" fail \
+  'topic: mutant NO_WRITING_CHECK (no writing re-check after copying): a torn record is delivered'
+check safety topic.pml "$t1 -DOVERWRITE=1 -DCATCHUP=1 -DWRITING_LATE=1 -DASSERTS=1" fail \
+  'topic: mutant WRITING_LATE (writing stored after the record bytes): a torn record is delivered'
+check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=2 -DCAP=2 -DSUB_NO_LOCK=1 -DASSERTS=1" fail \
+  'topic: mutant SUB_NO_LOCK (subscribe without the publish lock): block mode laps a live subscriber'
+check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=2 -DCAP=2 -DSUB_NO_LOCK=1 -DASSERTS=8" fail \
+  'topic: mutant SUB_NO_LOCK: tail and published from two publishes give ERR_SHM_CORRUPT'
+check safety topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=2 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1 -DNO_REPAIR=1 -DASSERTS=16" fail \
+  'topic: mutant NO_REPAIR (published not repaired after a dead publisher): two records, one number'
+check ltlf:no_lost_wakeup topic.pml "$t1 -DNO_RECHECK=1" fail \
+  'topic: mutant NO_RECHECK (no re-check after raising the sleepers flag): lost wake-up'
+check ltlf:progress topic.pml "$t1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=2 -DEND_AFTER=1 -DNO_REAP=1" fail \
+  'topic: mutant NO_REAP (dead subscribers never reaped): the publisher waits for ever'
+check safety topic.pml "$t1 -DTIMEOUTS=0 -DMAXDEATHS=1 -DKILLMASK=2 -DEND_AFTER=1" fail \
+  'topic: sanity: without timeouts a publisher sleeps for ever behind a dead subscriber (invalid end state)'
+check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=2 -DCAP=2 -DOVERWRITE=1 -DCATCHUP=0 -DASSERTS=8" fail \
+  'topic: mutant CATCHUP=0 (catch_up before the fix): at head == tail it reads a stale number (ERR_SHM_CORRUPT)'
+
 if [ "$long" -eq 1 ]; then
   # lock.pml, long
   check safety lock.pml "-DN=3 -DOPS=7 -DSPINS=1 -DTIMEOUTS=1 -DMAXDEATHS=2 -DCANCEL=4" pass \
@@ -166,6 +220,35 @@ if [ "$long" -eq 1 ]; then
     'channel: progress with producer deaths and timeouts'
   check ltlf:progress channel.pml "-DNPROD=1 -DNCONS=2 -DMSGS=1 -DCAP=1 -DTIMEOUTS=1 -DMAXDEATHS=1 -DKILLMASK=2" pass \
     'channel: progress with consumer deaths and spurious timeouts (weak fairness)' -DCOLLAPSE
+
+  # topic.pml, long
+  t22="-DNPUB=1 -DNSUB=2 -DMSGS=2 -DCAP=2"
+  check safety topic.pml "$t22" pass "$(prefixed 'block, 2 subscribers, 2 messages:' "$topic_safety")" -DCOLLAPSE
+  check safety topic.pml "$t22 -DOVERWRITE=1 -DCATCHUP=1" pass \
+    "$(prefixed 'overwrite, 2 subscribers, 2 messages, catch_up:' "$topic_safety")" -DCOLLAPSE
+  check safety topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=4 -DSIZES=5 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1" pass \
+    "$(prefixed 'block, publisher deaths, 2 sizes:' "$topic_safety")" -DCOLLAPSE
+  check safety topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=4 -DSIZES=5 -DOVERWRITE=1 -DCATCHUP=1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1" pass \
+    "$(prefixed 'overwrite, publisher deaths, 2 sizes, catch_up:' "$topic_safety")" -DCOLLAPSE
+  # publisher 1: a half-ring record, then a whole-ring one (it may die writing it over the first);
+  # publisher 2: a half-ring record after it
+  tback="-DNPUB=2 -DNSUB=1 -DMSGS=2 -DMSGS2=1 -DCAP=4 -DSEQ1=13 -DSEQ2=1 -DOVERWRITE=1 -DCATCHUP=1 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1"
+  check safety topic.pml "$tback" pass \
+    "$(prefixed 'overwrite, a dead publisher got further than the next one, catch_up:' "$topic_safety")" -DCOLLAPSE
+  check safety topic.pml "$tback -DWRITING_BACK=1 -DASSERTS=1" fail \
+    'topic: mutant WRITING_BACK (writing moves back after a dead publisher): a torn record is delivered' -DCOLLAPSE
+  check ltl:no_lost_wakeup topic.pml "$t22" pass \
+    'topic: no lost wake-up, 2 subscribers, 2 messages' -DCOLLAPSE
+  check ltl:no_lost_wakeup topic.pml "$t22 -DCLOSE=1 -DEND_AFTER=1" pass \
+    'topic: no lost wake-up, 2 subscribers, one of them closing' -DCOLLAPSE
+  check ltl:progress topic.pml "-DNPUB=2 -DNSUB=1 -DMSGS=1 -DCAP=2 -DTIMEOUTS=2 -DMAXDEATHS=1 -DKILLMASK=1 -DEND_AFTER=1" pass \
+    'topic: progress with publisher deaths, 2 publishers (the survivor takes the lock over)' -DCOLLAPSE
+  check ltlf:progress topic.pml "$t1 -DTIMEOUTS=1 -DMAXDEATHS=1 -DKILLMASK=2 -DEND_AFTER=1" pass \
+    'topic: progress with subscriber deaths and spurious timeouts (weak fairness)' -DCOLLAPSE
+  check ltlf:progress topic.pml "$t1 -DTIMEOUTS=0 -DMAXDEATHS=1 -DKILLMASK=2 -DEND_AFTER=1" fail \
+    'topic: sanity: without timeouts a dead subscriber holds the publisher back for ever'
+  check safety topic.pml "-DNPUB=1 -DNSUB=1 -DMSGS=3 -DCAP=4 -DSIZES=5 -DOVERWRITE=1 -DCATCHUP=0 -DASSERTS=8" fail \
+    'topic: mutant CATCHUP=0 with records of 2 sizes: catch_up at head == tail (ERR_SHM_CORRUPT)'
 fi
 
 # ---- running them ----------------------------------------------------------------------------

@@ -33,19 +33,21 @@
  *    sleeper's and the waker's steps (the waker's load of the flag and its swap are one step,
  *    as in channel.pml).
  *  - processes the Killer may not kill run without the `unless` escape (see BODY_P below).
+ *  - look()'s first check, that the slot is still the subscription's (else ERR_SHM_CLOSED), is
+ *    left out: here a slot is freed only by its own close or after its thread died, so it holds.
  *
  * Switches: NPUB (1..2), NSUB (1..2), MSGS (MSGS1, MSGS2 per publisher, at most MSGS), CAP,
- * SIZES (SIZES1, SIZES2 per publisher: bit mask of payload lengths in cells: 1 = one cell,
- * 2 = two, 4 = three; or SEQ1, SEQ2: a fixed sequence of lengths), OVERWRITE (0 block, 1 overwrite), TIMEOUTS, MAXDEATHS,
- * KILLMASK, IDLE, CLOSE (bit s-1: subscriber s may close early), END_AFTER (end() only after
- * the publishers), ASSERTS (groups below),
- * CATCHUP (0: catch_up as topic.rs does it; 1: the fix proposed in docs/models/README.md),
- * and the mutants NO_WRITING_CHECK (a subscriber does not re-read `writing` after copying),
- * WRITING_LATE (a publisher stores `writing` after the record's bytes), WRITING_BACK
- * (`writing` may move back: always stored as tail + size), SUB_NO_LOCK (subscribe reads
- * tail and published without the publish lock), NO_REPAIR (no repair of `published` after a
- * dead publisher), NO_RECHECK (a sleeper skips the re-check after raising its flag), NO_REAP
- * (publishers never free dead subscribers' slots).
+ * SIZES (SIZES1, SIZES2 per publisher: bit mask of payload lengths in cells: 1 = one cell, 2 =
+ * two, 4 = three; or SEQ1, SEQ2: a fixed sequence of lengths), OVERWRITE (0 block, 1
+ * overwrite), TIMEOUTS, MAXDEATHS, KILLMASK, IDLE, CLOSE (bit s-1: subscriber s may close
+ * early), END_AFTER (end() only after the publishers), ASSERTS (groups below), CATCHUP (1,
+ * the default: catch_up as the implementations do it; 0: as they did before the fix, a mutant), and the mutants
+ * NO_WRITING_CHECK (a subscriber does not re-read `writing` after copying), WRITING_LATE (a
+ * publisher stores `writing` after the record's bytes), WRITING_BACK (`writing` may move back:
+ * always stored as tail + size), SUB_NO_LOCK (subscribe reads tail and published without the
+ * publish lock), NO_REPAIR (no repair of `published` after a dead publisher), NO_RECHECK (a
+ * sleeper skips the re-check after raising its flag), NO_REAP (publishers never free dead
+ * subscribers' slots).
  */
 
 #ifndef NPUB
@@ -125,11 +127,12 @@
 #define ASSERTS 31
 #endif
 #define CHECK(g, e) assert(!(ASSERTS & (g)) || (e))
-/* catch_up of a lapped subscriber: 0 = as topic.rs and lib/topic.ts do it (head, the number at
- * head, writing): wrong when head == tail, see docs/models/README.md; 1 = the proposed fix (tail
- * first; head == tail: the next record is numbered `published`, if tail did not move meanwhile) */
+/* catch_up of a lapped subscriber: 0 = as topic.rs, lib/topic.ts and go/topic.go do it (head,
+ * the number at head, writing): wrong when head == tail, see docs/models/README.md; 1 = the
+ * proposed fix (tail first; head == tail: the next record is numbered `published`, if tail did
+ * not move meanwhile) */
 #ifndef CATCHUP
-#define CATCHUP 0
+#define CATCHUP 1
 #endif
 #ifndef NO_WRITING_CHECK
 #define NO_WRITING_CHECK 0
