@@ -105,8 +105,14 @@ onLinux('inspect shows a topic and its subscribers: alive or dead, how far behin
   const topic = Topic.create(name, { capacity: 4096, subscribers: 8 })
   t.teardown(() => topic.close())
   const mine = topic.subscribe()
-  const gone = startFixture('script.mjs', [`shmkit.Topic.open(args[0]).subscribe()`, name])
-  t.is((await gone.done()).code, 0)
+  // A subscriber whose process is killed (one that exits normally may be cleaned up at exit).
+  const gone = startFixture('script.mjs', [
+    `shmkit.Topic.open(args[0]).subscribe(); await send('subscribed'); setInterval(() => {}, 1000)`,
+    name,
+  ])
+  await gone.nextMessage((m) => m === 'subscribed')
+  gone.kill('SIGKILL')
+  await gone.done()
   topic.publish('a')
   topic.publish('b')
   mine.recv()

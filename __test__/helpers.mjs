@@ -51,7 +51,12 @@ export function startFixture(script, args = [], { execArgv = [], prefix = [], ro
   const child =
     prefix.length === 0
       ? fork(file, args.map(String), { stdio, execArgv })
-      : spawn(prefix[0], [...prefix.slice(1), process.execPath, ...execArgv, file, ...args.map(String)], { stdio })
+      : // From the fixture's root: another user may not be allowed into this process's working
+        // directory, and newer Node versions read package.json files up from it.
+        spawn(prefix[0], [...prefix.slice(1), process.execPath, ...execArgv, file, ...args.map(String)], {
+          stdio,
+          cwd: root,
+        })
   const messages = []
   const waiting = []
   let stderr = ''
