@@ -15,9 +15,9 @@ function runAsNobody(copy, code) {
   return execFileSync(
     asNobody[0],
     [...asNobody.slice(1), process.execPath, '-e', `const shmkit = require(${JSON.stringify(index)});\n${code}`],
-    {
-      encoding: 'utf8',
-    },
+    // From the copy: user nobody may not enter this process's working directory, which newer
+    // Node versions read package.json files up from.
+    { encoding: 'utf8', cwd: copy },
   )
 }
 
