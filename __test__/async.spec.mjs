@@ -166,6 +166,13 @@ test('waitAsync: not-equal at once, timed-out, woken by notify from another proc
   t.true(ticks > 3, 'the event loop ran while waiting')
   t.is((await notifier.done()).code, 0)
 
+  // A notify right after the call, before the waiter thread sleeps, still counts as a wake-up.
+  const words = new Int32Array(segment.buffer)
+  const early = segment.waitAsync(12, 0, 5000)
+  Atomics.store(words, 3, 1)
+  segment.notify(12)
+  t.is(await early, 'ok')
+
   await t.throwsAsync(segment.waitAsync(0, 3, { signal: AbortSignal.timeout(20) }), { name: 'AbortError' })
   await t.throwsAsync(segment.waitAsync(0, 3, { signal: 'x' }), { code: 'ERR_INVALID_ARG_TYPE' })
 })

@@ -238,7 +238,10 @@ export class Segment {
     const [outcome] = await nativeWait(handle, abortSignal, (token) =>
       handle.native.waitAsync(offset, value, timeoutMs, token),
     )
-    return outcome
+    // The word held `expected` when this call began (checked above, as Atomics.waitAsync does).
+    // The waiter thread compares again when it starts: a change in between is a wake-up that
+    // came before the thread slept, not a word that never held the value.
+    return outcome === 'not-equal' ? 'ok' : outcome
   }
 
   /** Wakes up to `count` (default: all) waiters on the word at `byteOffset`, in any process. Returns how many woke. */
