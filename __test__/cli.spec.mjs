@@ -105,9 +105,10 @@ onLinux('inspect shows a topic and its subscribers: alive or dead, how far behin
   const topic = Topic.create(name, { capacity: 4096, subscribers: 8 })
   t.teardown(() => topic.close())
   const mine = topic.subscribe()
-  // A subscriber whose process is killed (one that exits normally may be cleaned up at exit).
+  // A subscriber whose process is killed (one that exits normally may be cleaned up at exit). It
+  // keeps its subscription referenced: one that is garbage collected gives its slot back.
   const gone = startFixture('script.mjs', [
-    `shmkit.Topic.open(args[0]).subscribe(); await send('subscribed'); setInterval(() => {}, 1000)`,
+    `globalThis.held = shmkit.Topic.open(args[0]).subscribe(); await send('subscribed'); setInterval(() => {}, 1000)`,
     name,
   ])
   await gone.nextMessage((m) => m === 'subscribed')

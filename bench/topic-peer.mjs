@@ -24,7 +24,7 @@ if (mode === 'shm') {
   done()
 } else if (mode === 'idle') {
   const topic = Topic.open(args[0])
-  topic.subscribe()
+  globalThis.held = topic.subscribe() // referenced: a collected subscription gives its slot back
   ready()
   process.on('message', () => process.exit(0))
 } else if (mode === 'socket') {
