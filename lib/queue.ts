@@ -72,6 +72,13 @@ const INFLIGHT_CAPACITY = 4096
 const LIVENESS_TTL_MS = 100
 /** Longest sleep of a waiting take: leases and deaths are looked for between sleeps. */
 const SLEEP_SLICE_MS = 250
+/**
+ * How often a handle looks through the in-flight table for messages due again (a dead holder,
+ * an ended lease) at most, while messages keep coming: the look reads every record, so doing it
+ * on every take made a take cost O(messages in flight). A lease that ends sooner is looked for
+ * at its end.
+ */
+const SCAN_EVERY_MS = 50
 
 const ME = currentThreadIdentity()
 
@@ -109,6 +116,8 @@ const isMe = (holder: number[]) => holder.every((value, i) => value === ME[i])
 export class InFlight {
   readonly map: SharedMap<Uint8Array>
   readonly #verdicts = new Map<string, { dead: boolean; at: number }>()
+  /** `Date.now()` before which `redeliver` need not look (nothing it saw is due earlier). */
+  nextScan = 0
 
   constructor(channelName: string, ringCapacity: number) {
     // Every opener computes the same geometry from the channel's capacity (openOrCreate checks it).
@@ -216,6 +225,7 @@ export async function take<T>(channel: Taker, options: TakeOptions | undefined):
     } catch (error) {
       // Before giving up, a last look for messages that became due meanwhile.
       if ((error as { code?: string }).code !== 'ETIMEDOUT') throw error
+      inflight.nextScan = 0
       const last = redeliver<T>(channel, inflight, lease, most, deadLetter, onDropped)
       if (last) return last
       throw error
@@ -234,10 +244,17 @@ function redeliver<T>(
 ): Job<T> | undefined {
   if (inflight.map.size === 0) return undefined
   const now = Date.now()
+  if (now < inflight.nextScan) return undefined
+  // Entries another handle adds later have leases of their own: looked for within SCAN_EVERY_MS.
+  let next = now + SCAN_EVERY_MS
   const due = (r: Parsed) => r.deadline <= now || inflight.holderDead(r.holder)
   for (const [id, value] of inflight.map.entries()) {
     const seen = parse(value)
-    if (seen === undefined || !due(seen)) continue
+    if (seen === undefined) continue
+    if (!due(seen)) {
+      next = Math.min(next, seen.deadline)
+      continue
+    }
     let claimed: Parsed | undefined
     inflight.map.update(id, (current) => {
       const r = current && parse(current)
@@ -253,8 +270,10 @@ function redeliver<T>(
       inflight.map.delete(id)
       continue
     }
+    inflight.nextScan = 0 // more may be due: the next take looks again
     return job<T>(channel, inflight, id, claimed.deliveries, claimed.payload)
   }
+  inflight.nextScan = next
   return undefined
 }
 
@@ -274,14 +293,18 @@ function job<T>(channel: Taker, inflight: InFlight, id: string, deliveries: numb
     })
     return mine
   }
+  const giveBack = () => {
+    inflight.nextScan = 0 // due at once: this handle's next take looks
+    return settle((r) => record(r.deliveries, 0, r.payload))
+  }
   return {
     value,
     id,
     deliveries,
     ack: () => settle(() => undefined),
-    nack: () => settle((r) => record(r.deliveries, 0, r.payload)),
+    nack: () => giveBack(),
     [Symbol.dispose]() {
-      if (!settled) settle((r) => record(r.deliveries, 0, r.payload))
+      if (!settled) giveBack()
     },
   }
 }
