@@ -18,6 +18,7 @@ Commands:
   rm NAME...          remove segments or channels by name
   rm --prefix P       remove every one whose name starts with P
   gc                  remove auto-unlink segments whose every attacher is dead
+  bridge ...          mirror channels and topics to NATS JetStream (shmkit bridge --help)
 
 Options:
   --json              machine-readable output
@@ -25,7 +26,9 @@ Options:
   --help, -h          this text`
 
 /** Runs the command line `argv` (without node and the script); returns the exit code. */
-export function main(argv: string[]): number {
+export function main(argv: string[]): number | Promise<number> {
+  // Loaded only for this command: the rest of the CLI never loads the NATS client.
+  if (argv[0] === 'bridge') return import('./bridge').then((bridge) => bridge.main(argv.slice(1)))
   let parsed
   try {
     parsed = parseArgs({

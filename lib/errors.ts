@@ -44,6 +44,9 @@ export type ShmkitErrorCode =
   | 'ERR_SHM_BUFFER_TAKEN'
   | 'ERR_SHM_EXTERNAL_BUFFERS_FORBIDDEN'
   | 'ERR_SHM_NAPI'
+  | 'ERR_SHM_NO_NATS'
+  | 'ERR_SHM_NO_STREAM'
+  | 'ERR_SHM_CODEC_MISMATCH'
 
 /** The codes of `ShmkitErrorCode`, in the order of docs/errors.md. */
 export const ERROR_CODES: readonly ShmkitErrorCode[] = [
@@ -87,6 +90,9 @@ export const ERROR_CODES: readonly ShmkitErrorCode[] = [
   'ERR_SHM_BUFFER_TAKEN',
   'ERR_SHM_EXTERNAL_BUFFERS_FORBIDDEN',
   'ERR_SHM_NAPI',
+  'ERR_SHM_NO_NATS',
+  'ERR_SHM_NO_STREAM',
+  'ERR_SHM_CODEC_MISMATCH',
 ]
 const KNOWN = new Set<string>(ERROR_CODES)
 

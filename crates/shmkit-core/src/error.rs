@@ -227,6 +227,18 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "the runtime forbids external ArrayBuffers (Electron)",
     ),
     ("ERR_SHM_NAPI", "internal: a Node-API call failed"),
+    (
+        "ERR_SHM_NO_NATS",
+        "the bridge needs the NATS client, which is not installed",
+    ),
+    (
+        "ERR_SHM_NO_STREAM",
+        "the bridge's JetStream stream does not exist (and may not be created)",
+    ),
+    (
+        "ERR_SHM_CODEC_MISMATCH",
+        "a bridge route's messages carry another codec than the local object's",
+    ),
 ];
 
 fn errno_name(errno: i32) -> &'static str {
