@@ -1,5 +1,8 @@
 import test from 'ava'
 import fs from 'node:fs'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { Worker } from 'node:worker_threads'
 
 import { Segment } from '../index.js'
 import { runFixture, throwsCoded, uniqueName } from './helpers.mjs'
@@ -13,7 +16,8 @@ test('create, open, share bytes zero-copy, unlink', (t) => {
   t.is(created.name, name)
   t.is(created.size, 1000)
   t.true(created.created)
-  t.true(created.buffer instanceof ArrayBuffer)
+  // A SharedArrayBuffer where the runtime can make one over external memory (Node 22 and later).
+  t.true(created.buffer instanceof (Segment.sharedArrayBuffers ? SharedArrayBuffer : ArrayBuffer))
   t.is(created.buffer.byteLength, 1000)
 
   const opened = Segment.open(name)
@@ -40,7 +44,7 @@ test('create refuses an existing name with EEXIST', (t) => {
   first.close()
 })
 
-test('close detaches the buffer: old views read as empty, methods throw ERR_SHM_CLOSED', (t) => {
+test('close detaches an ArrayBuffer (old views read as empty) and leaves a SharedArrayBuffer mapped under its views; methods throw ERR_SHM_CLOSED', (t) => {
   const name = uniqueName(t)
   const segment = Segment.create(name, { size: 4096 })
   const bytes = new Uint8Array(segment.buffer)
@@ -48,10 +52,18 @@ test('close detaches the buffer: old views read as empty, methods throw ERR_SHM_
   bytes[0] = 1
   segment.close()
   t.true(segment.closed)
-  t.is(bytes.length, 0)
-  t.is(words.length, 0)
-  t.is(bytes[0], undefined)
-  t.is(segment.buffer.byteLength, 0)
+  if (Segment.sharedArrayBuffers) {
+    // Cannot be detached: the mapping stays until the last view is collected, never unmapped under one.
+    t.is(bytes.length, 4096)
+    t.is(words.length, 4)
+    t.is(bytes[0], 1)
+    t.is(segment.buffer.byteLength, 4096)
+  } else {
+    t.is(bytes.length, 0)
+    t.is(words.length, 0)
+    t.is(bytes[0], undefined)
+    t.is(segment.buffer.byteLength, 0)
+  }
   t.notThrows(() => segment.close(), 'close is idempotent')
   throwsCoded(t, () => segment.mutex, Error, 'ERR_SHM_CLOSED')
   throwsCoded(t, () => segment.wait(0, 0, 0), Error, 'ERR_SHM_CLOSED')
@@ -150,3 +162,49 @@ test('garbage collection never unlinks and never unmaps a live view', async (t) 
   t.is(new Uint8Array(segment.buffer)[0], 42)
   segment.close()
 })
+
+const withSharedArrayBuffers = Segment.sharedArrayBuffers && process.platform === 'linux' ? test : test.skip
+
+withSharedArrayBuffers(
+  'a SharedArrayBuffer: Atomics.wait works on it, a worker shares it, and it is unmapped once every thread collected it',
+  async (t) => {
+    const name = uniqueName(t)
+    t.teardown(() => Segment.unlink(name))
+    const mapped = () => fs.readFileSync('/proc/self/maps', 'utf8').includes(`/dev/shm/shmkit.${name}`)
+    // Everything that refers to the buffer lives in this function, and is gone once it returns.
+    async function shareWithAWorker() {
+      const segment = Segment.create(name, { size: 4096 })
+      const words = new Int32Array(segment.buffer)
+      t.is(Atomics.wait(words, 0, 1, 0), 'not-equal', 'Atomics.wait accepts it (it throws on an ArrayBuffer)')
+      const worker = new Worker(
+        `const { parentPort, workerData } = require('node:worker_threads')
+       const words = new Int32Array(workerData)
+       parentPort.postMessage('ready')
+       Atomics.wait(words, 0, 0)              // woken by the main thread's notify
+       Atomics.store(words, 1, 42)             // seen by the main thread: the same memory, not a copy
+       parentPort.once('message', () => { words[2] = 7; parentPort.postMessage(words[2] + words[1]) })`,
+        { eval: true, workerData: segment.buffer },
+      )
+      await new Promise((resolve) => worker.once('message', resolve))
+      Atomics.store(words, 0, 1)
+      Atomics.notify(words, 0)
+      while (Atomics.load(words, 1) !== 42) await new Promise((resolve) => setImmediate(resolve))
+      // Closed here while the worker still uses it: its memory stays mapped for the worker.
+      segment.close()
+      const answer = new Promise((resolve) => worker.once('message', resolve))
+      worker.postMessage('go')
+      t.is(await answer, 49)
+      await worker.terminate()
+      t.true(mapped(), 'still mapped while this thread has views')
+    }
+    await shareWithAWorker()
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc')
+    const deadline = Date.now() + 10_000
+    while (mapped() && Date.now() < deadline) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    t.false(mapped(), 'unmapped once no thread holds a view')
+  },
+)

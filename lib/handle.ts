@@ -41,8 +41,8 @@ export class Handle {
   readonly name: string
   readonly size: number
   readonly kind: Kind
-  /** The data area, zero-copy. */
-  readonly data: ArrayBuffer
+  /** The data area, zero-copy (a SharedArrayBuffer where the runtime can make one). */
+  readonly data: ArrayBuffer | SharedArrayBuffer
   /** The header mutex cell, zero-copy. */
   readonly headerCell: ArrayBuffer
   readonly instance: string

@@ -91,7 +91,9 @@ export class Layout<F extends LayoutFields> {
       if (spec === 'mutex') view[name] = Mutex.at(segment, offset)
       else {
         const [type, length] = typeof spec === 'string' ? [spec, 1] : spec
-        view[name] = new ARRAYS[type](segment.buffer, offset, length)
+        // Every typed array takes a SharedArrayBuffer too; TypeScript's union of the ten
+        // constructors accepts only the narrower ArrayBuffer.
+        view[name] = new ARRAYS[type](segment.buffer as ArrayBuffer, offset, length)
       }
     }
     return view as LayoutView<F>

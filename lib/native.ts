@@ -6,7 +6,8 @@
 import { coded } from './errors'
 import type * as Binding from '../binding'
 
-export const { NativeSegment, WaitToken, currentThreadIdentity, threadLiveness, contract } = loadBinding()
+export const { NativeSegment, WaitToken, currentThreadIdentity, threadLiveness, contract, sharedArrayBuffers } =
+  loadBinding()
 export type NativeSegment = Binding.NativeSegment
 export type WaitToken = Binding.WaitToken
 export type NativeCreateOptions = Binding.NativeCreateOptions

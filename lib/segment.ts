@@ -7,7 +7,7 @@ import { HEADER_CELL, Handle } from './handle'
 import { segmentInspection, type SegmentInspection } from './inspect'
 import { CONSTRUCT, HANDLE } from './internal'
 import { Mutex, mutexOf } from './mutex'
-import { NativeSegment } from './native'
+import { NativeSegment, sharedArrayBuffers } from './native'
 import {
   nativeCreateOptions,
   openOptions,
@@ -66,8 +66,9 @@ export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
  * A named shared-memory segment mapped into this process (or worker thread).
  *
  * A segment lives until someone unlinks it: closing, process exit and garbage collection only
- * unmap it. `close()` detaches `buffer`, so views over it read as empty instead of touching
- * unmapped memory.
+ * unmap it. Where `buffer` is an `ArrayBuffer`, `close()` detaches it, so views over it read as
+ * empty instead of touching unmapped memory; a `SharedArrayBuffer` cannot be detached, so the
+ * mapping then stays until the last view over it (in any thread) is garbage-collected.
  */
 export class Segment {
   /** @internal */
@@ -115,6 +116,14 @@ export class Segment {
    * Removes segment `name`; processes that have it open keep using it. Throws `ENOENT` if absent,
    * `ERR_SHM_WRONG_KIND` if `name` is a channel (remove it with `Channel.unlink`).
    */
+  /**
+   * Whether `seg.buffer` is a real `SharedArrayBuffer` in this runtime: Node.js 22 and later,
+   * where Node-API can make one over external memory (`Atomics.wait` works on it, and posting it
+   * to a worker shares the memory rather than copying it). Elsewhere (Node 20, Bun, Deno) it is an
+   * `ArrayBuffer`. The environment variable `SHMKIT_NO_SHAREDARRAYBUFFER=1` forces the latter.
+   */
+  static readonly sharedArrayBuffers: boolean = sharedArrayBuffers()
+
   static unlink(name: string): void {
     NativeSegment.unlink(validateName(name), 1)
   }
@@ -150,8 +159,12 @@ export class Segment {
     return this[HANDLE].size
   }
 
-  /** The data area, zero-copy. Every `byteOffset` in this API is relative to it. Empty once closed. */
-  get buffer(): ArrayBuffer {
+  /**
+   * The data area, zero-copy: a `SharedArrayBuffer` where the runtime can make one (see
+   * `Segment.sharedArrayBuffers`), else an `ArrayBuffer`, which is empty once closed. Every
+   * `byteOffset` in this API is relative to it.
+   */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
     return this[HANDLE].data
   }
 

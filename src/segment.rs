@@ -225,7 +225,7 @@ impl NativeSegment {
 
     /// `[data area, header mutex cell]` as two zero-copy ArrayBuffers over disjoint ranges.
     /// Callable once per mapping: a second ArrayBuffer over the same addresses would crash V8.
-    #[napi(ts_return_type = "[ArrayBuffer, ArrayBuffer]")]
+    #[napi(ts_return_type = "[ArrayBuffer | SharedArrayBuffer, ArrayBuffer]")]
     pub fn buffers(&mut self, env: Env) -> Result<Vec<RawValue>, Code> {
         let segment = self.segment()?.clone();
         if self.buffers_made {
@@ -240,7 +240,7 @@ impl NativeSegment {
         // starts at the page after the header, so the two ranges are disjoint, and `buffers_made`
         // guarantees no other ArrayBuffer is ever made over them from this mapping.
         let data = unsafe {
-            buffers::external(
+            buffers::shared(
                 env.raw(),
                 segment.data_ptr(),
                 segment.data_len(),
@@ -255,7 +255,7 @@ impl NativeSegment {
 
     /// Detaches the given buffers (those over this mapping) and drops this handle's reference to
     /// the mapping; it is unmapped once no buffer refers to it. Never unlinks.
-    #[napi(ts_args_type = "buffers: ArrayBuffer[]")]
+    #[napi(ts_args_type = "buffers: Array<ArrayBuffer | SharedArrayBuffer>")]
     pub fn close(&mut self, env: Env, buffers: Vec<Unknown<'_>>) -> Result<(), Code> {
         let Some(segment) = self.segment.take() else {
             return Ok(());
@@ -474,6 +474,13 @@ pub const MUTEX_BYTE_LENGTH: u32 = shmkit_core::MUTEX_SIZE as u32;
 /// Whether the thread `[tid, namespace, startLo, startHi, pid]` (as `current_thread_identity`
 /// gives it, and as shmkit records it in shared memory) still runs: `'alive'`, `'dead'`, or
 /// `'unknown'` (another PID namespace, no permission: never treated as dead).
+/// Whether `seg.buffer` is a real SharedArrayBuffer in this runtime (Node 22 and later, where the
+/// experimental `node_api_create_external_sharedarraybuffer` exists; an ArrayBuffer elsewhere).
+#[napi]
+pub fn shared_array_buffers() -> bool {
+    buffers::sharedarraybuffers()
+}
+
 #[napi]
 pub fn thread_liveness(identity: Vec<u32>) -> Result<&'static str, Code> {
     let [tid, namespace, start_lo, start_hi, pid] = identity[..] else {
