@@ -115,7 +115,11 @@ async function startHost(t) {
   return {
     enter,
     /** A fixture (script.mjs body) run on this host. */
-    fixture: (body, ...args) => startFixture('script.mjs', [body, ...args], { prefix: enter }),
+    fixture(body, ...args) {
+      const child = startFixture('script.mjs', [body, ...args], { prefix: enter })
+      t.teardown(() => child.kill('SIGKILL'))
+      return child
+    },
     /** `shmkit bridge ...` on this host; resolves once it logged that it connected. */
     async bridge(args) {
       const child = spawn(enter[0], [...enter.slice(1), process.execPath, cli, 'bridge', '--json', ...args], {
@@ -330,7 +334,7 @@ withNats('shmkit bridge: --help, usage errors exit 2, --json events, SIGTERM sto
 })
 
 withHosts(
-  'two hosts: 100,000 messages through both bridges, each bridge SIGKILLed and restarted, the broker too: nothing lost, duplicates only from killed importers',
+  'two hosts: 100,000 messages through both bridges, each bridge SIGKILLed and restarted twice, the broker once: nothing lost, duplicates only from killed importers',
   async (t) => {
     t.timeout(240_000)
     const broker = await startBroker(t)
@@ -344,8 +348,9 @@ withHosts(
        ch.end(); await send('sent')`,
     )
     await producer.nextMessage((m) => m === 'created')
-    const common = ['--nats', broker.url, '--ack-wait', '2']
-    let exporter = await a.bridge([...common, '--export', 'orders', '--create-stream'])
+    // Either bridge may start first: both may create the stream (the second finds it).
+    const common = ['--nats', broker.url, '--ack-wait', '2', '--create-stream']
+    let exporter = await a.bridge([...common, '--export', 'orders'])
     let importer = await b.bridge([...common, '--import', 'orders', '--host', 'b'])
     // Host B: a consumer that counts every message, reporting progress.
     const consumer = b.fixture(

@@ -129,7 +129,11 @@ const MAX_ACK_PENDING = 4096
 /** Retry delays of a failing route: doubling from the first to the last. */
 const BACKOFF_FIRST_MS = 250
 const BACKOFF_LAST_MS = 10_000
-/** How often an import forgets the delivered sequences JetStream has seen acknowledged. */
+/** Entries of an import's record of delivered sequences (`NAME.bridge`). */
+const SEEN_CAPACITY = 1 << 18
+/** How old the ack floor an import forgets delivered sequences below must be (a broker's unsaved acknowledgements). */
+const FLOOR_DELAY_MS = 15_000
+/** How often an import forgets the delivered sequences below its consumer's ack floor. */
 const PRUNE_EVERY_MS = 2_000
 const SUBJECT_TOKEN = /^[^\s.*>]+$/
 const STREAM_NAME = /^[A-Za-z0-9_-]{1,64}$/
@@ -780,19 +784,27 @@ class Running implements Bridge {
     // A channel import shares one durable consumer among hosts (each message to one of them); a
     // topic import has one per host (every host gets every message).
     const consumer = await this.#consumer(route, kind === 'topic')
-    // Stream sequences delivered here and maybe not yet acknowledged to JetStream, on this host:
-    // they outlive a bridge killed between delivering a message and acknowledging it.
+    // Stream sequences delivered here, on this host: they outlive a bridge killed between
+    // delivering a message and acknowledging it, and a broker that forgot acknowledgements it
+    // had confirmed (one killed before it saved them). An entry goes once the consumer's ack
+    // floor, as the broker reported it FLOOR_DELAY_MS earlier, passes it. Never full: it evicts
+    // the least recently used entry first (which could only cost a duplicate).
     const seen = SharedMap.openOrCreate<number>(`${route.name}.bridge`, {
-      capacity: 2 * MAX_ACK_PENDING,
+      capacity: SEEN_CAPACITY,
       codec: 'json',
+      evict: 'lru',
     })
     let target: Target | undefined
     let messages: Any
     let lastPrune = Date.now()
+    const floors: { at: number; floor: number }[] = []
     const prune = async () => {
       lastPrune = Date.now()
       const info = await consumer.info()
-      const floor = Number(info.ack_floor?.stream_seq ?? 0)
+      floors.push({ at: lastPrune, floor: Number(info.ack_floor?.stream_seq ?? 0) })
+      let floor = 0
+      while (floors.length > 0 && floors[0]!.at <= lastPrune - FLOOR_DELAY_MS) floor = floors.shift()!.floor
+      if (floor === 0) return
       const stale: string[] = []
       for (const key of seen.keys()) if (Number(key) <= floor) stale.push(key)
       for (const key of stale) seen.delete(key)
@@ -841,15 +853,7 @@ class Running implements Bridge {
           return true
         }
         await this.#deliver(target, m, stop)
-        for (;;) {
-          try {
-            seen.set(seq, 1)
-            break
-          } catch (error) {
-            if ((error as { code?: string }).code !== 'ERR_SHM_MAP_FULL') throw error
-            await prune()
-          }
-        }
+        seen.set(seq, 1)
         m.ack()
         status.forwarded++
         if (Date.now() - lastPrune > PRUNE_EVERY_MS) await prune()
