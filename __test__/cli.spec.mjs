@@ -100,6 +100,32 @@ test('inspect shows channel traffic', async (t) => {
   t.regex(stdout, /2 sent, 1 received/)
 })
 
+onLinux('inspect shows the messages taken and not acknowledged, with their holders alive or dead', async (t) => {
+  const name = uniqueName(t, 'jobs')
+  const channel = Channel.create(name, { capacity: 4096, codec: 'json' })
+  t.teardown(() => {
+    channel.close()
+    SharedMap.unlink(`${name}.inflight`)
+  })
+  for (let i = 0; i < 3; i++) channel.send({ job: i })
+  const mine = await channel.take({ leaseMs: 60_000 })
+  const worker = startFixture('script.mjs', [
+    `const ch = shmkit.Channel.open(args[0]); globalThis.job = await ch.take({ leaseMs: 60_000 }); await send('holding'); setInterval(() => {}, 1000)`,
+    name,
+  ])
+  await worker.nextMessage((m) => m === 'holding')
+  worker.kill('SIGKILL')
+  await worker.done()
+  const { stdout } = await shmkit('inspect', name)
+  t.regex(stdout, /taken\s+2 message\(s\) taken and not acknowledged/)
+  t.regex(stdout, new RegExp(`thread ${process.pid} of pid ${process.pid}, alive, delivery 1, lease ends in \\d+ s`))
+  t.regex(stdout, new RegExp(`thread ${worker.pid} of pid ${worker.pid}, DEAD \\(delivered again by the next take\\)`))
+  const json = JSON.parse((await shmkit('inspect', name, '--json')).stdout)
+  t.deepEqual(json.taken.map((m) => m.holder).sort(), ['alive', 'dead'])
+  mine.ack()
+  t.regex((await shmkit('inspect', name)).stdout, /taken\s+1 message\(s\)/)
+})
+
 onLinux('inspect shows a topic and its subscribers: alive or dead, how far behind', async (t) => {
   const name = uniqueName(t, 'topic')
   const topic = Topic.create(name, { capacity: 4096, subscribers: 8 })

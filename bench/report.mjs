@@ -16,6 +16,7 @@ const channels = load('channels')
 const segments = load('segments')
 const maps = fs.existsSync(`${dir}/maps.json`) ? load('maps') : undefined
 const topics = fs.existsSync(`${dir}/topics.json`) ? load('topics') : undefined
+const bridge = fs.existsSync(`${dir}/bridge.json`) ? load('bridge') : undefined
 
 const rate = (r) => r.median
 const fmt = (perSecond) =>
@@ -281,6 +282,24 @@ if (topics) {
     `The publisher alone (64 B, overwrite mode, subscribers that do not read): ${[1, 4, 16].map((n) => `${n} subscriber(s) ${fmt(rate(cost[n]))}`).join(', ')}.`,
   )
   for (const [key, why] of Object.entries(topics.results.skipped)) push('', `${key}: skipped (${why}).`)
+}
+if (bridge) {
+  push('', '## Across hosts: the JetStream bridge', '')
+  if (bridge.results.skipped) push(`\`bench/bridge.mjs\`: skipped (${bridge.results.skipped}).`)
+  else {
+    const b = bridge.results.contenders
+    push(
+      `\`bench/bridge.mjs\`: ${bridge.results.count.toLocaleString('en')} messages of ${bridge.results.size} B from a producer to a consumer`,
+      'through a local nats-server with JetStream (file storage), end to end. The bridge path is two',
+      '`shmkit bridge` processes (export, import) between two local channels: what a two-host pipeline',
+      'adds to a direct JetStream client. Plain JetStream publishes are awaited every 256 (as the',
+      "bridge's) and a durable pull consumer acknowledges each message.",
+      '',
+      '| path | messages/s | vs plain JetStream |',
+      '| --- | --- | --- |',
+      ...Object.values(b).map((r) => `| ${r.label} | ${fmt(rate(r))} | ${x(rate(r) / rate(b.jetstream))} |`),
+    )
+  }
 }
 push('')
 fs.writeFileSync(here('../docs/benchmarks.md'), lines.join('\n'))

@@ -16,7 +16,7 @@ const run = (script, args) => {
 }
 // The quick run writes its JSON to a temporary directory: the report still prints the goals.
 const results = quick ? fs.mkdtempSync(path.join(os.tmpdir(), 'shmkit-bench-')) : here('./results')
-for (const bench of ['locks', 'channels', 'segments', 'maps', 'topics']) {
+for (const bench of ['locks', 'channels', 'segments', 'maps', 'topics', 'bridge']) {
   run(`./${bench}.mjs`, [...(quick ? ['--quick'] : []), '--json', path.join(results, `${bench}.json`)])
 }
 run('./report.mjs', ['--results', results, ...(quick ? [] : ['--write'])])

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { isShmkitError } from './errors'
 import type { MutexStats, SegmentInspection } from './inspect'
 import { NativeSegment } from './native'
+import { takenMessages, type TakenMessage } from './queue'
 import { Segment } from './segment'
 
 const USAGE = `Usage: shmkit <command> [options]
@@ -157,8 +158,17 @@ function inspectOne(name: string, json: boolean): number {
   } catch (error) {
     return failure(name, error, json)
   }
+  // A channel's messages taken with take() and not acknowledged, with their holders.
+  let taken: TakenMessage[] | undefined
+  if (s.kind === 'channel') {
+    try {
+      taken = takenMessages(name)
+    } catch {
+      taken = undefined // a scribbled or foreign in-flight table: the channel itself is shown
+    }
+  }
   if (json) {
-    console.log(JSON.stringify(summary(s), null, 2))
+    console.log(JSON.stringify({ ...summary(s), ...(taken ? { taken } : {}) }, null, 2))
     return 0
   }
   const lines: [string, string][] = [
@@ -196,6 +206,21 @@ function inspectOne(name: string, json: boolean): number {
       `${c.messagesInFlight} message(s), ${formatBytes(c.bytesInFlight)} in flight of ${formatBytes(c.capacity)}`,
     ])
     lines.push(['', `${c.sent} sent, ${c.received} received${c.ended ? ', ENDED (receivers drain, then stop)' : ''}`])
+    if (taken !== undefined) {
+      lines.push(['taken', `${taken.length} message(s) taken and not acknowledged`])
+      const now = Date.now()
+      for (const m of taken)
+        lines.push([
+          '',
+          `${m.id}: thread ${m.tid} of pid ${m.pid}, ` +
+            `${m.holder === 'dead' ? 'DEAD (delivered again by the next take)' : m.holder}, ` +
+            `delivery ${m.deliveries}, ` +
+            (m.leaseEndsAt <= now
+              ? 'lease over (delivered again)'
+              : `lease ends in ${Math.ceil((m.leaseEndsAt - now) / 1000)} s`) +
+            `, ${formatBytes(m.bytes)}`,
+        ])
+    }
   }
   if (s.map) {
     const m = s.map

@@ -146,6 +146,49 @@ export class InFlight {
   }
 }
 
+/** A message taken with `take()` and not acknowledged yet, as `shmkit inspect` shows it. */
+export interface TakenMessage {
+  id: string
+  pid: number
+  tid: number
+  /** Whether its holder still runs: `'unknown'` for another PID namespace or hidden /proc. */
+  holder: 'alive' | 'dead' | 'unknown'
+  deliveries: number
+  /** `Date.now()` at which its lease ends (0: given back, due at once). */
+  leaseEndsAt: number
+  bytes: number
+}
+
+/** The messages of channel `name` taken and not acknowledged; undefined if nothing was ever taken from it. */
+export function takenMessages(name: string): TakenMessage[] | undefined {
+  let map: SharedMap<Uint8Array>
+  try {
+    map = SharedMap.open<Uint8Array>(`${name}.inflight`)
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') return undefined
+    throw error
+  }
+  try {
+    const taken: TakenMessage[] = []
+    for (const [id, value] of map.entries()) {
+      const r = parse(value)
+      if (r === undefined) continue
+      taken.push({
+        id,
+        pid: r.holder[4]!,
+        tid: r.holder[0]!,
+        holder: threadLiveness(r.holder) as TakenMessage['holder'],
+        deliveries: r.deliveries,
+        leaseEndsAt: r.deadline,
+        bytes: r.payload.length,
+      })
+    }
+    return taken
+  } finally {
+    map.close()
+  }
+}
+
 /** What `take` needs of its channel. */
 export interface Taker {
   name: string
