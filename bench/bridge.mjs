@@ -18,7 +18,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { Channel, SharedMap } from '../index.js'
-import { formatRate, summary } from './stats.mjs'
+import { formatRate, summary, writeResults } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
@@ -37,16 +37,7 @@ function which(command) {
   return undefined
 }
 
-const writeJson = (results) => {
-  if (!jsonPath) return
-  const meta = {
-    date: new Date().toISOString(),
-    node: process.versions.node,
-    cpus: os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-  }
-  fs.writeFileSync(jsonPath, JSON.stringify({ ...meta, results }, null, 2))
-}
+const writeJson = (results) => writeResults(jsonPath, results)
 
 const server = which('nats-server')
 if (!server) {

@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads'
 
 import { Channel } from '../index.js'
 import { createRingBuffer, SabRing } from './sab-ring.mjs'
-import { formatRate, summary } from './stats.mjs'
+import { formatRate, summary, writeResults } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
@@ -361,18 +361,4 @@ for (const row of rows)
       .join('  ')
       .trimEnd(),
   )
-if (jsonPath)
-  fs.writeFileSync(
-    jsonPath,
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: os.cpus().length,
-        cpu: os.cpus()[0]?.model,
-        results,
-      },
-      null,
-      2,
-    ),
-  )
+writeResults(jsonPath, results)

@@ -21,7 +21,7 @@ import lockfile from 'proper-lockfile'
 
 import { Segment } from '../index.js'
 import { SabMutex } from './sab-mutex.mjs'
-import { formatRate, ratePerSecond, summary } from './stats.mjs'
+import { formatRate, ratePerSecond, summary, writeResults } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
@@ -255,18 +255,4 @@ console.log(
   `\nLocks (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; medians of ${ROUNDS} rounds)\n`,
 )
 for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c])).join('  '))
-if (jsonPath)
-  fs.writeFileSync(
-    jsonPath,
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: os.cpus().length,
-        cpu: os.cpus()[0]?.model,
-        results,
-      },
-      null,
-      2,
-    ),
-  )
+writeResults(jsonPath, results)

@@ -17,7 +17,7 @@ import path from 'node:path'
 import { SharedMap } from '../index.js'
 import { KEYS, keyOf, order, valueOf } from './map-data.mjs'
 import { startRedis } from './redis.mjs'
-import { formatRate, summary } from './stats.mjs'
+import { formatRate, summary, writeResults } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
@@ -227,14 +227,4 @@ for (const r of Object.values(results.contenders)) {
 }
 for (const [key, why] of Object.entries(results.skipped)) console.log(`${key}: skipped (${why})`)
 
-if (jsonPath) {
-  const cpu = os.cpus()[0]?.model
-  fs.writeFileSync(
-    jsonPath,
-    JSON.stringify(
-      { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpu, results },
-      null,
-      2,
-    ),
-  )
-}
+writeResults(jsonPath, results)

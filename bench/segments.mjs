@@ -4,13 +4,12 @@
 //
 //   node bench/segments.mjs [--quick] [--json FILE]
 import { execFile } from 'node:child_process'
-import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { promisify } from 'node:util'
 
 import { Segment } from '../index.js'
-import { summary } from './stats.mjs'
+import { summary, writeResults } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
@@ -99,8 +98,4 @@ if (results.python.median) {
 if (results.shmTypedArray.median)
   console.log(`shm-typed-array                           ${results.shmTypedArray.median.toFixed(1)} µs`)
 else console.log(`shm-typed-array: skipped (${results.shmTypedArray.skipped})`)
-if (jsonPath)
-  fs.writeFileSync(
-    jsonPath,
-    JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, results }, null, 2),
-  )
+writeResults(jsonPath, results)

@@ -1,4 +1,19 @@
 // Small statistics helpers shared by the benchmarks.
+import fs from 'node:fs'
+import os from 'node:os'
+
+/** Writes a benchmark's results with the run's date and machine to `jsonPath` (when given). */
+export function writeResults(jsonPath, results) {
+  if (!jsonPath) return
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+  }
+  fs.writeFileSync(jsonPath, JSON.stringify({ ...meta, results }, null, 2))
+}
+
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1

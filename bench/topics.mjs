@@ -17,7 +17,7 @@ import path from 'node:path'
 
 import { Topic } from '../index.js'
 import { startRedis } from './redis.mjs'
-import { formatRate, summary } from './stats.mjs'
+import { formatRate, summary, writeResults } from './stats.mjs'
 
 const quick = process.argv.includes('--quick')
 const jsonIndex = process.argv.indexOf('--json')
@@ -194,12 +194,4 @@ for (const [key, why] of Object.entries(results.skipped)) console.log(`${key}: s
 console.log(
   `publisher alone (64 B, overwrite): ${[1, 4, 16].map((n) => `${n} subscribers ${formatRate(results.publisherCost[n].median)}`).join(' | ')}`,
 )
-if (jsonPath) {
-  const meta = {
-    date: new Date().toISOString(),
-    node: process.versions.node,
-    cpus: os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-  }
-  fs.writeFileSync(jsonPath, JSON.stringify({ ...meta, results }, null, 2))
-}
+writeResults(jsonPath, results)

@@ -17,6 +17,7 @@ import { hostname } from 'node:os'
 import { Channel } from './channel'
 import type { Codec } from './codec'
 import { AbortError, coded, isShmkitError, typeError } from './errors'
+import { HANDLE } from './internal'
 import type { Job } from './queue'
 import { SharedMap } from './map'
 import { Segment } from './segment'
@@ -70,7 +71,7 @@ export interface BridgeEvent {
   /** ISO time. */
   time: string
   level: 'info' | 'warn' | 'error'
-  /** e.g. `connected`, `disconnected`, `route-running`, `route-retrying`, `route-ended`, `route-failed`, `closed`. */
+  /** e.g. `connected`, `disconnected`, `route-running`, `route-retrying`, `local-created`, `route-ended`, `route-failed`, `closed`. */
   event: string
   /** `export orders -> shmkit.orders` for route events. */
   route?: string
@@ -809,6 +810,8 @@ class Running implements Bridge {
       for (const key of seen.keys()) if (Number(key) <= floor) stale.push(key)
       for (const key of stale) seen.delete(key)
     }
+    status.state = 'running'
+    this.#event('info', 'route-running', `importing into the ${kind} ${route.name}`, { route: label })
     const onAbort = () => void messages?.stop?.()
     stop.addEventListener('abort', onAbort, { once: true })
     try {
@@ -833,7 +836,7 @@ class Running implements Bridge {
         }
         if (mKind !== kind)
           throw new Fatal(`${route.subject} carries a ${mKind} but ${route.name} is a ${kind}`, 'ERR_SHM_WRONG_KIND')
-        target ??= this.#openTarget(route.name, kind, mCodec, status, label)
+        target ??= this.#openTarget(route.name, kind, mCodec, label)
         if (mCodec !== target.codec)
           throw new Fatal(
             `${route.subject} carries ${mCodec} messages but ${route.name} is a ${target.codec} ${kind}`,
@@ -872,23 +875,19 @@ class Running implements Bridge {
     }
   }
 
-  #openTarget(name: string, kind: 'channel' | 'topic', codec: Codec, status: RouteStatus, label: string): Target {
+  /** Opens the local channel or topic for bytes, creating it with the kind and codec of the messages if it does not exist. */
+  #openTarget(name: string, kind: 'channel' | 'topic', codec: Codec, label: string): Target {
     const options = { capacity: this.#config.capacity, codec }
-    let recorded: Codec
-    if (kind === 'channel') {
-      const probe = Channel.openOrCreate(name, options)
-      recorded = probe.codec
-      probe.close()
-      status.state = 'running'
-      this.#event('info', 'route-running', `importing into the ${recorded} channel ${name}`, { route: label })
-      return { kind, codec: recorded, ch: Channel.open<Uint8Array>(name, { codec: 'bytes' }) }
-    }
-    const probe = Topic.openOrCreate(name, options)
-    recorded = probe.codec
+    const probe = kind === 'channel' ? Channel.openOrCreate(name, options) : Topic.openOrCreate(name, options)
+    const recorded = probe.codec
+    if (probe[HANDLE].native.created)
+      this.#event('info', 'local-created', `created the ${recorded} ${kind} ${name}, as the messages are`, {
+        route: label,
+      })
     probe.close()
-    status.state = 'running'
-    this.#event('info', 'route-running', `importing into the ${recorded} topic ${name}`, { route: label })
-    return { kind, codec: recorded, topic: Topic.open<Uint8Array>(name, { codec: 'bytes' }) }
+    return kind === 'channel'
+      ? { kind, codec: recorded, ch: Channel.open<Uint8Array>(name, { codec: 'bytes' }) }
+      : { kind, codec: recorded, topic: Topic.open<Uint8Array>(name, { codec: 'bytes' }) }
   }
 
   /** Sends one message locally, telling JetStream the bridge is working on it while the local side is full. */
