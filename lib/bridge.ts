@@ -17,7 +17,6 @@ import { hostname } from 'node:os'
 import { Channel } from './channel'
 import type { Codec } from './codec'
 import { AbortError, coded, isShmkitError, typeError } from './errors'
-import { HANDLE } from './internal'
 import type { Job } from './queue'
 import { SharedMap } from './map'
 import { Segment } from './segment'
@@ -131,7 +130,7 @@ const MAX_ACK_PENDING = 4096
 const BACKOFF_FIRST_MS = 250
 const BACKOFF_LAST_MS = 10_000
 /** Entries of an import's record of delivered sequences (`NAME.bridge`). */
-const SEEN_CAPACITY = 1 << 18
+const SEEN_CAPACITY = 1 << 17
 /** How old the ack floor an import forgets delivered sequences below must be (a broker's unsaved acknowledgements). */
 const FLOOR_DELAY_MS = 15_000
 /** How often an import forgets the delivered sequences below its consumer's ack floor. */
@@ -792,6 +791,7 @@ class Running implements Bridge {
     // the least recently used entry first (which could only cost a duplicate).
     const seen = SharedMap.openOrCreate<number>(`${route.name}.bridge`, {
       capacity: SEEN_CAPACITY,
+      memory: SEEN_CAPACITY * 48, // keys of up to 16 digits, values `1`: 17 MiB in all
       codec: 'json',
       evict: 'lru',
     })
@@ -877,13 +877,27 @@ class Running implements Bridge {
 
   /** Opens the local channel or topic for bytes, creating it with the kind and codec of the messages if it does not exist. */
   #openTarget(name: string, kind: 'channel' | 'topic', codec: Codec, label: string): Target {
-    const options = { capacity: this.#config.capacity, codec }
-    const probe = kind === 'channel' ? Channel.openOrCreate(name, options) : Topic.openOrCreate(name, options)
+    const Kind = (kind === 'channel' ? Channel : Topic) as {
+      open(name: string): Channel | Topic
+      create(name: string, options: { capacity: number; codec: Codec }): Channel | Topic
+    }
+    let probe: Channel | Topic
+    try {
+      probe = Kind.open(name) // whatever its capacity
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error
+      // One creator among racers; a racer that won made it with its own capacity: open that.
+      try {
+        probe = Kind.create(name, { capacity: this.#config.capacity, codec })
+        this.#event('info', 'local-created', `created the ${codec} ${kind} ${name}, as the messages are`, {
+          route: label,
+        })
+      } catch (again) {
+        if ((again as { code?: string }).code !== 'EEXIST') throw again
+        probe = Kind.open(name)
+      }
+    }
     const recorded = probe.codec
-    if (probe[HANDLE].native.created)
-      this.#event('info', 'local-created', `created the ${recorded} ${kind} ${name}, as the messages are`, {
-        route: label,
-      })
     probe.close()
     return kind === 'channel'
       ? { kind, codec: recorded, ch: Channel.open<Uint8Array>(name, { codec: 'bytes' }) }
