@@ -81,6 +81,9 @@ const SLEEP_SLICE_MS = 250
 const SCAN_EVERY_MS = 50
 
 const ME = currentThreadIdentity()
+/** In-flight ids: unique per thread (random) and per take (a counter), without a random draw each time. */
+const ID_PREFIX = `${randomBytes(8).toString('hex')}.`
+let idCounter = 0
 
 function record(deliveries: number, deadline: number, payload: Uint8Array): Uint8Array {
   const bytes = new Uint8Array(RECORD_HEADER + payload.length)
@@ -230,7 +233,7 @@ export async function take<T>(channel: Taker, options: TakeOptions | undefined):
       // The record goes into the in-flight table BEFORE the head moves (`take` consumes only
       // after this returns): a consumer killed in between leaves the message in the ring and
       // possibly in the table, delivered again (at least once), never lost.
-      const id = `j:${randomBytes(8).toString('hex')}`
+      const id = `j:${ID_PREFIX}${(++idCounter).toString(36)}`
       const payload = inRing ? view.slice() : view
       inflight.map.set(id, record(1, Date.now() + lease, payload))
       return { id, payload }
