@@ -68,10 +68,21 @@ function formatPower(exp) {
 
 const keys = Object.keys(results.contenders)
 const throughput = Object.fromEntries(
-  keys.map((key) => [key, results.sizes.map((size) => [size, (results.throughput[size][key].median * size) / 1e6])]),
+  keys.map((key) => [
+    key,
+    // Some contenders (options off, batches) are measured at the small sizes only.
+    results.sizes
+      .filter((size) => results.throughput[size][key])
+      .map((size) => [size, (results.throughput[size][key].median * size) / 1e6]),
+  ]),
 )
 const latency = Object.fromEntries(
-  keys.map((key) => [key, results.sizes.map((size) => [size, results.roundTrip[size][key].p50.median])]),
+  keys.map((key) => [
+    key,
+    results.sizes
+      .filter((size) => results.roundTrip[size]?.[key])
+      .map((size) => [size, results.roundTrip[size][key].p50.median]),
+  ]),
 )
 const legend = keys
   .map(
