@@ -320,7 +320,7 @@ withNats('shmkit bridge: --help, usage errors exit 2, --json events, SIGTERM sto
     .map((line) => JSON.parse(line))
   t.deepEqual(
     events.map((e) => e.event),
-    ['connected', 'stream-created', 'route-waiting', 'closed', 'status'],
+    ['connecting', 'connected', 'stream-created', 'route-waiting', 'closed', 'status'],
   )
   t.like(events.at(-1).routes[0], { direction: 'export', name, state: 'closed', forwarded: 0 })
 })

@@ -70,7 +70,7 @@ export interface BridgeEvent {
   /** ISO time. */
   time: string
   level: 'info' | 'warn' | 'error'
-  /** e.g. `connected`, `disconnected`, `route-running`, `route-retrying`, `local-created`, `route-ended`, `route-failed`, `closed`. */
+  /** e.g. `connecting`, `connected`, `disconnected`, `route-running`, `route-retrying`, `local-created`, `route-ended`, `route-failed`, `closed`. */
   event: string
   /** `export orders -> shmkit.orders` for route events. */
   route?: string
@@ -370,6 +370,7 @@ class Running implements Bridge {
   async start(): Promise<Bridge> {
     const { signal } = this.#config
     if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason })
+    this.#event('info', 'connecting', `connecting to ${this.#config.servers.join(',')} (until it answers)`)
     this.#nc = await this.#nats.connect({
       name: `shmkit bridge on ${this.#config.host}`,
       maxReconnectAttempts: -1,
@@ -391,6 +392,7 @@ class Running implements Bridge {
       throw error
     }
     signal?.addEventListener('abort', () => void this.close(), { once: true })
+    if (signal?.aborted) void this.close() // aborted while connecting
     const runs = [...this.#config.exports, ...this.#config.imports].map((route) => this.#supervise(route))
     this.#runs = Promise.allSettled(runs)
     // Every route ended or failed: the bridge has nothing left to do.
@@ -1006,6 +1008,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2
   }
   const controller = new AbortController()
+  // Before anything starts: a signal that comes while the bridge connects stops it cleanly too.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort())
   let running: Bridge
   try {
     running = await bridge({
@@ -1036,7 +1040,6 @@ export async function main(argv: string[]): Promise<number> {
         )
   }
   const timer = statusEvery > 0 ? setInterval(statusLine, statusEvery * 1000) : undefined
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort())
   process.on('SIGUSR2', statusLine)
   await running.closed
   if (timer) clearInterval(timer)
