@@ -385,26 +385,40 @@ func (ch *Channel) wakeSleepers(flag, event int) {
 	}
 }
 
-// waitFor is the sleeper protocol of docs/CHANNELS.md: spin briefly, then read the event, raise
-// the flag, re-check, and sleep on the event value (one slice at most).
+// waitFor is the sleeper protocol of docs/CHANNELS.md (sleepOn).
 func (ch *Channel) waitFor(ctx context.Context, flag, event int, what string, ready func() bool) error {
+	return sleepOn(ctx, ch.data, flag, event, what, func() error { return ch.stop(ctx, what) }, ready)
+}
+
+// stop: the reason to give up waiting, if any (a finished context, a closed handle).
+func (ch *Channel) stop(ctx context.Context, what string) error {
+	return stopReason(ctx, ch.seg, "channel", what)
+}
+
+func (ch *Channel) limits(ctx context.Context, what string) *lockLimits {
+	return limitsFor(ctx, func() error { return ch.stop(ctx, what) })
+}
+
+// sleepOn is the sleeper protocol of docs/CHANNELS.md, for channels and topics alike: spin
+// briefly, then read the event, raise the flag, re-check, and sleep on the event value for one
+// slice at most (docs/CHANNELS.md: at most 1 s), so that a canceled context, a Close or a dead
+// peer is noticed soon: the caller re-checks everything between slices.
+func sleepOn(ctx context.Context, data []byte, flag, event int, what string, stop func() error, ready func() bool) error {
 	spinUntil := time.Now().Add(channelSpin)
 	for time.Now().Before(spinUntil) {
 		if ready() {
 			return nil
 		}
 	}
-	e := u32(ch.data, event)
+	e := u32(data, event)
 	seen := atomic.LoadUint32(e)
-	atomic.StoreUint32(u32(ch.data, flag), 1)
+	atomic.StoreUint32(u32(data, flag), 1)
 	if ready() {
 		return nil
 	}
-	if err := ch.stop(ctx, what); err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
-	// At most a short slice (docs/CHANNELS.md: at most 1 s), so a canceled context or Close is
-	// noticed soon.
 	slice := sleepSlice
 	if d, ok := ctx.Deadline(); ok {
 		left := time.Until(d)
@@ -417,19 +431,21 @@ func (ch *Channel) waitFor(ctx context.Context, flag, event int, what string, re
 	return nil
 }
 
-// stop: the reason to give up waiting, if any (a finished context, a closed handle).
-func (ch *Channel) stop(ctx context.Context, what string) error {
+// stopReason: why a wait on seg (a "channel" or "topic") must end, if it must: a finished
+// context, a closed handle.
+func stopReason(ctx context.Context, seg *Segment, kind, what string) error {
 	if ctx.Err() != nil {
 		return ctxErr(ctx, what)
 	}
-	if ch.seg.isClosed() {
-		return newErr(ErrClosed, "channel %q was closed while waiting for %s", ch.seg.name, what)
+	if seg.isClosed() {
+		return newErr(ErrClosed, "%s %q was closed while waiting for %s", kind, seg.name, what)
 	}
 	return nil
 }
 
-func (ch *Channel) limits(ctx context.Context, what string) *lockLimits {
-	l := &lockLimits{stop: func() error { return ch.stop(ctx, what) }}
+// limitsFor: how long a lock wait may last (ctx's deadline) and when it must stop.
+func limitsFor(ctx context.Context, stop func() error) *lockLimits {
+	l := &lockLimits{stop: stop}
 	if d, ok := ctx.Deadline(); ok {
 		l.deadline = d
 	}

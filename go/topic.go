@@ -396,54 +396,19 @@ func (t *Topic) wake(flag, event int) {
 	}
 }
 
-// waitFor is the sleeper protocol of docs/CHANNELS.md: spin briefly, then read the event, raise
-// the flag, re-check, and sleep on the event value (one slice at most: the caller re-checks
-// everything, the liveness of laggards included, between slices).
+// waitFor is the sleeper protocol of docs/CHANNELS.md (sleepOn); between slices the caller
+// re-checks everything, the liveness of laggards included.
 func (t *Topic) waitFor(ctx context.Context, flag, event int, what string, stop func() error, ready func() bool) error {
-	spinUntil := time.Now().Add(channelSpin)
-	for time.Now().Before(spinUntil) {
-		if ready() {
-			return nil
-		}
-	}
-	e := u32(t.data, event)
-	seen := atomic.LoadUint32(e)
-	atomic.StoreUint32(u32(t.data, flag), 1)
-	if ready() {
-		return nil
-	}
-	if err := stop(); err != nil {
-		return err
-	}
-	slice := sleepSlice
-	if d, ok := ctx.Deadline(); ok {
-		left := time.Until(d)
-		if left <= 0 {
-			return ctxErr(ctx, what)
-		}
-		slice = min(slice, left)
-	}
-	futexWait(e, seen, slice)
-	return nil
+	return sleepOn(ctx, t.data, flag, event, what, stop, ready)
 }
 
 // stop: the reason to give up waiting, if any (a finished context, a closed handle).
 func (t *Topic) stop(ctx context.Context, what string) error {
-	if ctx.Err() != nil {
-		return ctxErr(ctx, what)
-	}
-	if t.seg.isClosed() {
-		return newErr(ErrClosed, "topic %q was closed while waiting for %s", t.seg.name, what)
-	}
-	return nil
+	return stopReason(ctx, t.seg, "topic", what)
 }
 
 func (t *Topic) limits(ctx context.Context, what string) *lockLimits {
-	l := &lockLimits{stop: func() error { return t.stop(ctx, what) }}
-	if d, ok := ctx.Deadline(); ok {
-		l.deadline = d
-	}
-	return l
+	return limitsFor(ctx, func() error { return t.stop(ctx, what) })
 }
 
 // withPublishLock runs f holding the publish lock on a locked OS thread: waiting as limits say,
