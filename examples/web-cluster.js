@@ -28,12 +28,15 @@ async function primary(workers) {
   const shared = SharedMap.create(name, { capacity: 10_000, evict: 'lru', autoUnlink: true })
   shared.set('config', { greeting: 'hello' })
 
-  const ports = []
+  // Every worker listens on one port: Node's cluster shares the primary's socket, Bun's workers
+  // each bind it with SO_REUSEPORT (so it must be a real port, not 0 per worker).
+  const port = Number(process.env.PORT) || (await freePort())
+  const listening = []
   for (let i = 0; i < workers; i++) {
-    const child = cluster.fork({ SHARED_MAP: name })
-    ports.push(new Promise((resolve) => child.once('listening', (address) => resolve(address.port))))
+    const child = cluster.fork({ SHARED_MAP: name, PORT: String(port) })
+    listening.push(new Promise((resolve) => child.once('listening', resolve)))
   }
-  const port = (await Promise.all(ports))[0]
+  await Promise.all(listening)
   // One connection per request (no keep-alive), so the cluster spreads them over the workers.
   const get = (path, client = 'demo') =>
     new Promise((resolve, reject) => {
@@ -83,6 +86,16 @@ async function primary(workers) {
   shared.close()
 }
 
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = http.createServer().listen(0, () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+    probe.on('error', reject)
+  })
+}
+
 function worker(name) {
   const shared = SharedMap.open(name)
   let config = shared.get('config')
@@ -116,5 +129,5 @@ function worker(name) {
       }
       return send(response, 200, { greeting: config.greeting })
     })
-    .listen(0)
+    .listen(Number(process.env.PORT))
 }
