@@ -14,11 +14,11 @@
 export { AbortError, isShmkitError, type ShmkitError, type ShmkitErrorCode } from './lib/errors';
 export { Segment, type CreateOptions, type OpenOptions, type WaitResult } from './lib/segment';
 export { Mutex, type LockGuard } from './lib/mutex';
-export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type Sendable } from './lib/channel';
+export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type IfPeersGone, type Sendable, } from './lib/channel';
 export type { Job, TakeOptions } from './lib/queue';
 export type { Codec, CodecValues } from './lib/codec';
 export type { Kind } from './lib/handle';
-export type { ChannelStats, Liveness, MapStats, MutexStats, SegmentInspection, TopicStats, TopicSubscriberStats, } from './lib/inspect';
+export type { ChannelPeer, ChannelPeers, ChannelStats, Liveness, MapStats, MutexStats, SegmentInspection, TopicStats, TopicSubscriberStats, } from './lib/inspect';
 export { Layout, type FieldType, type LayoutFields, type LayoutView } from './lib/layout';
 export { SharedMap, type SharedMapOptions, type SetOptions, type MapChange } from './lib/map';
 export { Topic, Subscription, type TopicCreateOptions, type TopicOpenOptions } from './lib/topic';

@@ -15,11 +15,19 @@
 export { AbortError, isShmkitError, type ShmkitError, type ShmkitErrorCode } from './lib/errors'
 export { Segment, type CreateOptions, type OpenOptions, type WaitResult } from './lib/segment'
 export { Mutex, type LockGuard } from './lib/mutex'
-export { Channel, type ChannelCreateOptions, type ChannelOpenOptions, type Sendable } from './lib/channel'
+export {
+  Channel,
+  type ChannelCreateOptions,
+  type ChannelOpenOptions,
+  type IfPeersGone,
+  type Sendable,
+} from './lib/channel'
 export type { Job, TakeOptions } from './lib/queue'
 export type { Codec, CodecValues } from './lib/codec'
 export type { Kind } from './lib/handle'
 export type {
+  ChannelPeer,
+  ChannelPeers,
   ChannelStats,
   Liveness,
   MapStats,

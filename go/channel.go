@@ -73,6 +73,9 @@ type Channel struct {
 	capacity uint32
 	ring     []byte // data[chRing : chRing+capacity]
 	data     []byte
+	// roles this mapping announced (roleProducer, roleConsumer); see peers.go.
+	roles       atomic.Uint32
+	ifPeersGone IfPeersGone
 }
 
 // CreateChannel creates channel name with a ring of capacity bytes (rounded up to a power of
@@ -124,6 +127,7 @@ func newChannel(seg *Segment, capacity uint32) *Channel {
 	// Note the side locks in the header, as Node's Ring does (for `shmkit inspect`).
 	seg.notePlacedMutex(chSendLock)
 	seg.notePlacedMutex(chRecvLock)
+	ch.join()
 	return ch
 }
 
@@ -385,9 +389,16 @@ func (ch *Channel) wakeSleepers(flag, event int) {
 	}
 }
 
-// waitFor is the sleeper protocol of docs/CHANNELS.md (sleepOn).
-func (ch *Channel) waitFor(ctx context.Context, flag, event int, what string, ready func() bool) error {
-	return sleepOn(ctx, ch.data, flag, event, what, func() error { return ch.stop(ctx, what) }, ready)
+// waitFor is the sleeper protocol of docs/CHANNELS.md (sleepOn); gone() may stop the wait
+// before it sleeps (the other side is gone).
+func (ch *Channel) waitFor(ctx context.Context, flag, event int, what string, ready func() bool, gone func() error) error {
+	stop := func() error {
+		if err := ch.stop(ctx, what); err != nil {
+			return err
+		}
+		return gone()
+	}
+	return sleepOn(ctx, ch.data, flag, event, what, stop, ready)
 }
 
 // stop: the reason to give up waiting, if any (a finished context, a closed handle).
@@ -466,6 +477,7 @@ func (ch *Channel) Send(ctx context.Context, msg []byte) error {
 	if err := ch.checkSendable(len(msg)); err != nil {
 		return err
 	}
+	ch.announce(roleProducer)
 	what := "room in channel " + quote(ch.seg.name)
 	need := frameSize(len(msg))
 	for {
@@ -479,7 +491,9 @@ func (ch *Channel) Send(ctx context.Context, msg []byte) error {
 		if a == appendedYes {
 			return nil
 		}
-		if err := ch.waitFor(ctx, chSendSleepers, chSendEvent, what, func() bool { return ch.free() >= need || ch.ended() }); err != nil {
+		ready := func() bool { return ch.free() >= need || ch.ended() }
+		gone := func() error { return ch.peersGone(roleConsumer, func() bool { return !ready() }) }
+		if err := ch.waitFor(ctx, chSendSleepers, chSendEvent, what, ready, gone); err != nil {
 			return err
 		}
 		if ch.ended() {
@@ -501,6 +515,7 @@ func (ch *Channel) TrySend(msg []byte) (bool, error) {
 	if err := ch.checkSendable(len(msg)); err != nil {
 		return false, err
 	}
+	ch.announce(roleProducer)
 	a, err := ch.appendMsg(msg, nil)
 	return a == appendedYes, err
 }
@@ -515,6 +530,7 @@ func (ch *Channel) Recv(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	defer ch.seg.exit()
+	ch.announce(roleConsumer)
 	what := "a message in channel " + quote(ch.seg.name)
 	for {
 		if err := ch.stop(ctx, what); err != nil {
@@ -531,7 +547,9 @@ func (ch *Channel) Recv(ctx context.Context) ([]byte, error) {
 		if ch.ended() && ch.inFlight() == 0 {
 			return nil, ch.endedErr()
 		}
-		if err := ch.waitFor(ctx, chRecvSleepers, chRecvEvent, what, func() bool { return ch.inFlight() != 0 || ch.ended() }); err != nil {
+		ready := func() bool { return ch.inFlight() != 0 || ch.ended() }
+		gone := func() error { return ch.peersGone(roleProducer, func() bool { return !ready() }) }
+		if err := ch.waitFor(ctx, chRecvSleepers, chRecvEvent, what, ready, gone); err != nil {
 			return nil, err
 		}
 	}
@@ -549,6 +567,7 @@ func (ch *Channel) TryRecv() (msg []byte, ok bool, err error) {
 		return nil, false, err
 	}
 	defer ch.seg.exit()
+	ch.announce(roleConsumer)
 	endedBefore := ch.ended() // read before the indices: then "empty" is final
 	msg, ok, err = ch.take(nil)
 	if err != nil || ok {

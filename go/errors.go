@@ -104,6 +104,12 @@ var (
 	ErrWrongKind = sentinel("ERR_SHM_WRONG_KIND", "wrong kind", 0)
 	// ErrEnded (ERR_SHM_CHANNEL_ENDED): the channel's stream ended (for receivers: and drained).
 	ErrEnded = sentinel("ERR_SHM_CHANNEL_ENDED", "channel ended", 0)
+	// ErrNoProducers (ERR_SHM_NO_PRODUCERS): a receiver set to stop once every producer is gone
+	// (SetIfPeersGone) found the channel empty and no live producer.
+	ErrNoProducers = sentinel("ERR_SHM_NO_PRODUCERS", "no producers left", 0)
+	// ErrNoConsumers (ERR_SHM_NO_CONSUMERS): a sender set to stop once every consumer is gone
+	// found the channel full and no live consumer.
+	ErrNoConsumers = sentinel("ERR_SHM_NO_CONSUMERS", "no consumers left", 0)
 	// ErrForeignOwner (ERR_SHM_FOREIGN_OWNER): the object is owned by a user the opener does
 	// not accept (by default only this effective uid is).
 	ErrForeignOwner = sentinel("ERR_SHM_FOREIGN_OWNER", "owned by another user", 0)

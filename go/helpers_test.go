@@ -48,6 +48,28 @@ func runHelper(role string) int {
 		fmt.Println("locked")
 		time.Sleep(time.Minute)
 		return 0
+	case "produce", "consume":
+		// Opens channel f[1], sends (or receives) one message, prints "done" and sleeps until
+		// killed: a producer (consumer) that dies without closing.
+		ch, err := OpenChannel(f[1])
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if f[0] == "produce" {
+			err = ch.Send(ctx, []byte("from the helper"))
+		} else {
+			_, err = ch.Recv(ctx)
+		}
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("done")
+		time.Sleep(time.Minute)
+		return 0
 	}
 	fmt.Println("unknown helper role", role)
 	return 2

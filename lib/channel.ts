@@ -13,9 +13,9 @@ import {
   type CodecValues,
   type Encoded,
 } from './codec'
-import { AbortError, coded, typeError, type ShmkitError } from './errors'
+import { AbortError, coded, describe, stateError, typeError, type ShmkitError } from './errors'
 import { Handle } from './handle'
-import { channelStats, type ChannelStats } from './inspect'
+import { channelStats, type ChannelPeers, type ChannelStats } from './inspect'
 import { CONSTRUCT, HANDLE } from './internal'
 import { CONTRACT, NativeSegment } from './native'
 import {
@@ -63,11 +63,47 @@ export interface ChannelCreateOptions<C extends Codec = Codec> {
   mode?: number
   /** As for segments: remove the channel when the last process that has it open closes it or dies. */
   autoUnlink?: boolean
+  /** What this handle's waiting receives and sends do once the other side is gone: see `IfPeersGone`. */
+  ifPeersGone?: IfPeersGone
 }
 
 export interface ChannelOpenOptions<C extends Codec = Codec> extends OpenOptions {
   /** Overrides the codec recorded at creation, for this handle. */
   codec?: C
+  /** What this handle's waiting receives and sends do once the other side is gone: see `IfPeersGone`. */
+  ifPeersGone?: IfPeersGone
+}
+
+/**
+ * What a handle's waiting receive does once the channel is empty, not ended, and every producer
+ * it has seen is gone (its process died, or it closed the channel), and what a waiting send does
+ * once the channel is full and every consumer is gone:
+ * - `'wait'` (the default): wait on (another may come; `timeout` still applies);
+ * - `'end'`: receivers take it as the end of the stream (`ERR_SHM_CHANNEL_ENDED`, `for await`
+ *   ends); senders throw `ERR_SHM_NO_CONSUMERS`;
+ * - `'throw'`: receivers throw `ERR_SHM_NO_PRODUCERS`, senders `ERR_SHM_NO_CONSUMERS`.
+ *
+ * A peer counts from its first send (producer) or receive (consumer). A side nobody has played
+ * yet is not "gone": receivers started before any producer wait as usual.
+ */
+export type IfPeersGone = 'wait' | 'end' | 'throw'
+
+const PEERS_WAIT = 0
+const PEERS_END = 1
+const PEERS_THROW = 2
+const PRODUCER = 1
+const CONSUMER = 2
+/** Sleep slice of a handle that watches for its peers: a death is noticed within it. */
+const PEERS_SLICE_MS = 250
+
+function validateIfPeersGone(value: unknown): number {
+  if (value === undefined || value === 'wait') return PEERS_WAIT
+  if (value === 'end') return PEERS_END
+  if (value === 'throw') return PEERS_THROW
+  throw coded(
+    new TypeError(`The "options.ifPeersGone" option must be 'wait', 'end' or 'throw'. Received ${describe(value)}`),
+    'ERR_INVALID_ARG_VALUE',
+  )
 }
 
 /** What a channel of messages `T` accepts: bytes channels also take strings and any byte view. */
@@ -94,9 +130,15 @@ export class Channel<T = unknown> {
   readonly [HANDLE]: Handle
   readonly #ring: Ring
   readonly #codec: Codec
+  /** `ifPeersGone`, as PEERS_*. */
+  readonly #ifPeersGone: number
+  /** Sleep slice: shorter when watching for peers. */
+  readonly #sliceMs: number
+  /** Roles announced (PRODUCER, CONSUMER bits). */
+  #roles = 0
 
   /** @internal Use `Channel.create`, `Channel.open` or `Channel.openOrCreate`. */
-  constructor(token: symbol, handle: Handle, codec: Codec | undefined) {
+  constructor(token: symbol, handle: Handle, codec: Codec | undefined, ifPeersGone = PEERS_WAIT) {
     if (token !== CONSTRUCT)
       throw coded(
         new TypeError('Use Channel.create(), Channel.open() or Channel.openOrCreate()'),
@@ -105,6 +147,10 @@ export class Channel<T = unknown> {
     this[HANDLE] = handle
     this.#ring = new Ring(handle)
     this.#codec = codec ?? CODECS[this.#ring.words[CH.codec / 4]!] ?? 'bytes'
+    this.#ifPeersGone = ifPeersGone
+    this.#sliceMs = ifPeersGone === PEERS_WAIT ? 1000 : PEERS_SLICE_MS
+    // This handle's attach slot may carry the roles of a previous holder: clear them.
+    handle.native.channelJoin()
     Object.assign(this.#taker, { name: handle.name, ring: this.#ring, codec: this.#codec })
   }
 
@@ -114,10 +160,10 @@ export class Channel<T = unknown> {
   static create<M>(name: string, options: ChannelCreateOptions<'json' | 'v8'>): Channel<M>
   static create(name: string, options: ChannelCreateOptions): Channel<unknown> {
     validateName(name)
-    const { ringBytes, codec, native } = createOptions(options, [])
+    const { ringBytes, codec, native, ifPeersGone } = createOptions(options, [])
     const handle = Handle.create(name, native)
     initialise(handle, ringBytes, codec)
-    return new Channel(CONSTRUCT, handle, codec)
+    return new Channel(CONSTRUCT, handle, codec, ifPeersGone)
   }
 
   /**
@@ -126,9 +172,10 @@ export class Channel<T = unknown> {
    */
   static open<M = unknown>(name: string, options?: ChannelOpenOptions): Channel<M> {
     validateName(name)
-    const open = openOptions(options, ['codec'])
+    const open = openOptions(options, ['codec', 'ifPeersGone'])
     const codec = validateCodec((options as ChannelOpenOptions | undefined)?.codec, 'codec')
-    return ready(Handle.open(name, open), open.readyTimeoutMs, codec)
+    const ifPeersGone = validateIfPeersGone((options as ChannelOpenOptions | undefined)?.ifPeersGone)
+    return ready(Handle.open(name, open), open.readyTimeoutMs, codec, ifPeersGone)
   }
 
   /**
@@ -149,13 +196,13 @@ export class Channel<T = unknown> {
     options: ChannelCreateOptions & Pick<OpenOptions, 'readyTimeout' | 'owner'>,
   ): Channel<unknown> {
     validateName(name)
-    const { ringBytes, codec, native } = createOptions(options, ['readyTimeout', 'owner'])
+    const { ringBytes, codec, native, ifPeersGone } = createOptions(options, ['readyTimeout', 'owner'])
     const open = openOptions({ readyTimeout: options.readyTimeout, owner: options.owner }, [])
     // The native side refuses an existing object of another kind, size (ring capacity) or owner.
     const handle = Handle.openOrCreate(name, native, open)
-    if (!handle.native.created) return ready(handle, open.readyTimeoutMs, undefined)
+    if (!handle.native.created) return ready(handle, open.readyTimeoutMs, undefined, ifPeersGone)
     initialise(handle, ringBytes, codec)
-    return new Channel(CONSTRUCT, handle, codec)
+    return new Channel(CONSTRUCT, handle, codec, ifPeersGone)
   }
 
   /**
@@ -212,12 +259,52 @@ export class Channel<T = unknown> {
   }
 
   /**
+   * Who produces into and consumes from this channel, in every process, with whether each is
+   * alive: a snapshot. A handle counts as a producer from its first send, as a consumer from its
+   * first receive or take; it stops counting when it closes or its process dies.
+   */
+  peers(): ChannelPeers {
+    this[HANDLE].assertOpen()
+    return this[HANDLE].native.channelPeers() as ChannelPeers
+  }
+
+  /** Records this handle's role the first time it plays it (`ch.peers()`). */
+  #announce(role: number): void {
+    if ((this.#roles & role) === 0) {
+      this[HANDLE].native.channelAnnounce(role)
+      this.#roles |= role
+    }
+  }
+
+  /**
+   * Before a receive sleeps: with `ifPeersGone`, stops once every producer is gone and the ring
+   * is still empty (read after the peers: a producer publishes before it can be seen dead), and
+   * `nothingElse()` (the in-flight table of `take`, also empty).
+   */
+  readonly #checkProducers = (nothingElse?: () => boolean): void => {
+    if (this.#ifPeersGone === PEERS_WAIT) return
+    if (!this[HANDLE].native.channelPeers().producersGone) return
+    if (this.#ring.inFlight() !== 0 || this.#ring.ended() || (nothingElse !== undefined && !nothingElse())) return
+    const message = `Channel "${this.name}" is empty and every producer is gone`
+    throw stateError(this.#ifPeersGone === PEERS_END ? 'ERR_SHM_CHANNEL_ENDED' : 'ERR_SHM_NO_PRODUCERS', message)
+  }
+
+  /** Before a send sleeps: with `ifPeersGone`, stops once every consumer is gone and there is still no room. */
+  #checkConsumers(length: number): void {
+    if (this.#ifPeersGone === PEERS_WAIT) return
+    if (!this[HANDLE].native.channelPeers().consumersGone) return
+    if (this.#ring.hasRoomFor(length) || this.#ring.ended()) return
+    throw stateError('ERR_SHM_NO_CONSUMERS', `Channel "${this.name}" is full and every consumer is gone`)
+  }
+
+  /**
    * Sends `data` if it can be done now; returns false if the channel is full, or if another
    * producer holds the send lock at this instant. Never waits.
    */
   trySend(data: Sendable<T>): boolean {
     const encoded = encodeMessage(this.#codec, data, this.#ring.capacity - 4)
     this.#checkOpenForSend()
+    this.#announce(PRODUCER)
     return this.#ring.append(encoded.length, encoded, TRY) === SENT_ONE
   }
 
@@ -241,6 +328,7 @@ export class Channel<T = unknown> {
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#checkOpenForSend()
+      this.#announce(PRODUCER)
       const outcome = ring.append(encoded.length, encoded, lock)
       if (outcome === SENT_ONE) return
       if (outcome === SEND_BUSY) {
@@ -252,7 +340,8 @@ export class Channel<T = unknown> {
       // A short spin first, as in `send`: an awake peer frees room within microseconds, far
       // sooner than a native waiter could be woken.
       if (ring.spinUntil(ready)) continue
-      await ring.waitForAsync(SEND_SLEEPERS, SEND_EVENT, ready, deadline, abortSignal, this.#roomWhat, timeoutMs)
+      this.#checkConsumers(encoded.length)
+      await ring.waitForAsync(SEND_SLEEPERS, SEND_EVENT, ready, deadline, abortSignal, this.#roomWhat, timeoutMs, this.#sliceMs)
     }
   }
 
@@ -309,6 +398,7 @@ export class Channel<T = unknown> {
    */
   tryRecv(): T | undefined {
     this[HANDLE].assertOpen()
+    this.#announce(CONSUMER)
     const message = this.#read(TRY)
     return message === EMPTY || message === BUSY ? undefined : message
   }
@@ -333,6 +423,7 @@ export class Channel<T = unknown> {
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this[HANDLE].assertOpen()
+      this.#announce(CONSUMER)
       const message = this.#read(lock)
       if (message === BUSY) {
         lock = await ring.awaitSideLock(ring.recvLock, deadline, abortSignal, timeoutMs)
@@ -343,7 +434,8 @@ export class Channel<T = unknown> {
       if (ring.drainedAfterEnd()) throw channelEnded(this.name)
       const ready = () => ring.inFlight() !== 0 || ring.ended()
       if (ring.spinUntil(ready)) continue // as in `sendAsync`
-      await ring.waitForAsync(RECV_SLEEPERS, RECV_EVENT, ready, deadline, abortSignal, this.#messageWhat, timeoutMs)
+      this.#checkProducers()
+      await ring.waitForAsync(RECV_SLEEPERS, RECV_EVENT, ready, deadline, abortSignal, this.#messageWhat, timeoutMs, this.#sliceMs)
     }
   }
 
@@ -359,6 +451,7 @@ export class Channel<T = unknown> {
    * flight.
    */
   take(options?: TakeOptions): Promise<Job<T>> {
+    if (!this[HANDLE].closed) this.#announce(CONSUMER)
     return take<T>(this.#taker, options)
   }
 
@@ -367,6 +460,7 @@ export class Channel<T = unknown> {
     name: '',
     ring: undefined as unknown as Ring,
     codec: 'bytes' as Codec,
+    checkProducers: this.#checkProducers,
     inflight: () => (this.#inflight ??= new InFlight(this.name, this.#ring.capacity)),
     assertOpen: () => this[HANDLE].assertOpen(),
     awaitRecvLock: (deadline: number, signal: AbortSignal | undefined, timeoutMs: number) =>
@@ -401,13 +495,17 @@ export class Channel<T = unknown> {
     for (const message of messages) encoded.push(encodeMessage(this.#codec, message, capacity))
     const ring = this.#ring
     this[HANDLE].assertOpen()
+    this.#announce(PRODUCER)
     let sent = ring.appendMany(encoded, 0, timeoutMs).count
     if (sent === encoded.length) return sent
     const deadline = deadlineOf(timeoutMs)
     for (;;) {
       const length = encoded[sent]!.length
       const ready = () => ring.hasRoomFor(length) || ring.ended()
-      if (!ring.spinUntil(ready)) ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs)
+      if (!ring.spinUntil(ready)) {
+        this.#checkConsumers(length)
+        ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs, this.#sliceMs)
+      }
       this[HANDLE].assertOpen()
       sent += ring.appendMany(encoded, sent, remainingMs(deadline)).count
       if (sent === encoded.length) return sent
@@ -472,12 +570,16 @@ export class Channel<T = unknown> {
   #appendWaiting(length: number, content: Encoded | ((payload: number) => void), timeoutMs: number): void {
     const ring = this.#ring
     this[HANDLE].assertOpen()
+    if (this.#roles !== PRODUCER) this.#announce(PRODUCER)
     // The hot path: room at once. No clock is read, no closure made, until the channel is full.
     if (ring.append(length, content, timeoutMs) !== FULL) return
     const deadline = deadlineOf(timeoutMs)
     const ready = () => ring.hasRoomFor(length) || ring.ended()
     for (;;) {
-      if (!ring.spinUntil(ready)) ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs)
+      if (!ring.spinUntil(ready)) {
+        this.#checkConsumers(length)
+        ring.waitFor(SEND_SLEEPERS, SEND_EVENT, ready, deadline, this.#roomWhat, timeoutMs, this.#sliceMs)
+      }
       this[HANDLE].assertOpen()
       if (ring.append(length, content, remainingMs(deadline)) !== FULL) return
     }
@@ -490,6 +592,7 @@ export class Channel<T = unknown> {
   #takeWaiting<R>(attempt: (lockMs: number) => R | typeof EMPTY, timeoutMs: number): R {
     const ring = this.#ring
     this[HANDLE].assertOpen()
+    if (this.#roles !== CONSUMER) this.#announce(CONSUMER)
     // The hot path: a message at once. No clock is read, no closure made, until it is empty.
     const first = attempt(timeoutMs)
     if (first !== EMPTY) return first
@@ -497,7 +600,10 @@ export class Channel<T = unknown> {
     const ready = () => ring.inFlight() !== 0 || ring.ended()
     for (;;) {
       if (ring.drainedAfterEnd()) throw channelEnded(this.name)
-      if (!ring.spinUntil(ready)) ring.waitFor(RECV_SLEEPERS, RECV_EVENT, ready, deadline, this.#messageWhat, timeoutMs)
+      if (!ring.spinUntil(ready)) {
+        this.#checkProducers()
+        ring.waitFor(RECV_SLEEPERS, RECV_EVENT, ready, deadline, this.#messageWhat, timeoutMs, this.#sliceMs)
+      }
       this[HANDLE].assertOpen()
       const result = attempt(remainingMs(deadline))
       if (result !== EMPTY) return result
@@ -561,10 +667,10 @@ export class Channel<T = unknown> {
 
 /** Validates creation options: ring bytes, codec, and the segment options for the native side. */
 function createOptions(options: unknown, extra: readonly string[]) {
-  const { capacity, codec, mode, autoUnlink } = validateOptions<ChannelCreateOptions>(
+  const { capacity, codec, mode, autoUnlink, ifPeersGone } = validateOptions<ChannelCreateOptions>(
     options,
     'options',
-    ['capacity', 'codec', 'mode', 'autoUnlink', ...extra],
+    ['capacity', 'codec', 'mode', 'autoUnlink', 'ifPeersGone', ...extra],
     true,
   )
   const ringBytes = roundUpToPowerOfTwo(validateInteger(capacity, 'options.capacity', 1, CH.maxCapacity))
@@ -578,7 +684,7 @@ function createOptions(options: unknown, extra: readonly string[]) {
     'channel',
     [],
   )
-  return { ringBytes, codec: validateCodec(codec, 'codec') ?? 'bytes', native }
+  return { ringBytes, codec: validateCodec(codec, 'codec') ?? 'bytes', native, ifPeersGone: validateIfPeersGone(ifPeersGone) }
 }
 
 /** Writes a new channel's control block; the `ready` magic goes last (openers wait for it). */
@@ -594,7 +700,7 @@ function initialise(handle: Handle, ringBytes: number, codec: Codec): void {
  * A channel over an opened handle, once its creator has finished the control block (waiting up
  * to `readyTimeoutMs`, -1: the default 2 s); the handle is closed if it is not a channel.
  */
-function ready<M>(handle: Handle, readyTimeoutMs: number, codec: Codec | undefined): Channel<M> {
+function ready<M>(handle: Handle, readyTimeoutMs: number, codec: Codec | undefined, ifPeersGone: number): Channel<M> {
   try {
     if (handle.kind !== 'channel')
       throw coded(new Error(`"${handle.name}" is a ${handle.kind}, not a channel`), 'ERR_SHM_WRONG_KIND')
@@ -612,7 +718,7 @@ function ready<M>(handle: Handle, readyTimeoutMs: number, codec: Codec | undefin
         'ERR_SHM_VERSION',
       )
     }
-    return new Channel<M>(CONSTRUCT, handle, codec)
+    return new Channel<M>(CONSTRUCT, handle, codec, ifPeersGone)
   } catch (error) {
     handle.close()
     throw error

@@ -206,6 +206,20 @@ function inspectOne(name: string, json: boolean): number {
       `${c.messagesInFlight} message(s), ${formatBytes(c.bytesInFlight)} in flight of ${formatBytes(c.capacity)}`,
     ])
     lines.push(['', `${c.sent} sent, ${c.received} received${c.ended ? ', ENDED (receivers drain, then stop)' : ''}`])
+    const p = s.peers
+    if (p !== undefined) {
+      const side = (count: number, gone: boolean, what: string) =>
+        `${count} live ${what}${gone ? ' (ALL GONE: receivers or senders that asked stop waiting)' : ''}`
+      lines.push([
+        'peers',
+        `${side(p.producers, p.producersGone, 'producer(s)')}, ${side(p.consumers, p.consumersGone, 'consumer(s)')}` +
+          (p.unlisted ? `, ${p.unlisted} unlisted (table full)` : ''),
+      ])
+      for (const peer of p.peers) {
+        const role = peer.producer && peer.consumer ? 'producer and consumer' : peer.producer ? 'producer' : 'consumer'
+        lines.push(['', `pid ${peer.pid}: ${role}, ${peer.state === 'dead' ? 'DEAD' : peer.state}`])
+      }
+    }
     if (taken !== undefined) {
       lines.push(['taken', `${taken.length} message(s) taken and not acknowledged`])
       const now = Date.now()

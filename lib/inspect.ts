@@ -40,6 +40,29 @@ export interface ChannelStats {
   ended: boolean
 }
 
+/** One handle that sent into or received from a channel (`ch.peers()`). */
+export interface ChannelPeer {
+  pid: number
+  producer: boolean
+  consumer: boolean
+  /** Whether its process runs: `'unknown'` (another PID namespace, ...) counts as alive. */
+  state: Liveness
+}
+
+/** Who produces into and consumes from a channel (`ch.peers()`): a snapshot. */
+export interface ChannelPeers {
+  /** One entry per handle (a process that opened the channel twice shows twice). */
+  peers: ChannelPeer[]
+  /** Producers (consumers) whose process is alive or cannot be judged. */
+  producers: number
+  consumers: number
+  /** A producer (consumer) was seen once, and none that could still be one is left. */
+  producersGone: boolean
+  consumersGone: boolean
+  /** Handles that found the attach table full (more than 224 at once): roles unknown, no side is ever "gone". */
+  unlisted: number
+}
+
 /** A map's occupancy and counters, from its control block. */
 export interface MapStats {
   entries: number
@@ -104,6 +127,8 @@ export interface SegmentInspection {
   placedMutexes: { offset: number; role?: 'send lock' | 'receive lock'; mutex: MutexStats }[]
   /** For a channel: its traffic. */
   channel?: ChannelStats
+  /** For a channel: its producers and consumers, alive or dead. */
+  peers?: ChannelPeers
   /** For a map: its occupancy. */
   map?: MapStats
   /** For a topic: its counters and subscribers (alive or dead, how far behind). */
@@ -200,6 +225,7 @@ export function segmentInspection(report: NativeInspection): SegmentInspection {
     }),
   }
   if (kind === 'channel') inspection.channel = channelStats(report.dataWords)
+  if (report.peers != null) inspection.peers = report.peers as ChannelPeers
   if (kind === 'map') inspection.map = mapStats((offset) => report.dataWords[offset / 4] ?? 0)
   if (report.topic != null) inspection.topic = report.topic as TopicStats
   if (report.owner != null) inspection.owner = report.owner

@@ -199,6 +199,8 @@ export interface Taker {
   codec: Codec
   inflight(): InFlight
   assertOpen(): void
+  /** With `ifPeersGone`: throws once every producer is gone, the ring is empty and `nothingElse()`. */
+  checkProducers(nothingElse: () => boolean): void
   /** Waits (holding nothing) for the receive lock found busy; how the next attempt takes it. */
   awaitRecvLock(deadline: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<SideLock>
 }
@@ -255,6 +257,8 @@ export async function take<T>(channel: Taker, options: TakeOptions | undefined):
     }
     const ready = () => ring.inFlight() !== 0 || ring.ended()
     if (spinUntil(ready)) continue
+    // A message in flight may still come back: only an empty table lets producers be "gone".
+    channel.checkProducers(() => inflight.map.size === 0)
     try {
       await sleepOnAsync(
         ring.handle,

@@ -354,8 +354,9 @@ export class Ring {
     deadline: number,
     what: () => string,
     timeoutMs: number,
+    sliceMs = SLEEP_SLICE_MS,
   ): void {
-    sleepOn(this.handle, this.words, flag, event, ready, deadline, what, timeoutMs, SLEEP_SLICE_MS)
+    sleepOn(this.handle, this.words, flag, event, ready, deadline, what, timeoutMs, sliceMs)
   }
 
   waitForAsync(
@@ -366,8 +367,9 @@ export class Ring {
     signal: AbortSignal | undefined,
     what: () => string,
     timeoutMs: number,
+    sliceMs = SLEEP_SLICE_MS,
   ): Promise<void> {
-    return sleepOnAsync(this.handle, this.words, flag, event, ready, deadline, signal, what, timeoutMs, SLEEP_SLICE_MS)
+    return sleepOnAsync(this.handle, this.words, flag, event, ready, deadline, signal, what, timeoutMs, sliceMs)
   }
 
   /**

@@ -125,6 +125,17 @@ check safety channel.pml "-DTAIL_FIRST=1 -DASSERTS=4" fail \
 check ltlf:no_lost_wakeup channel.pml "-DNO_RECHECK=1" fail \
   'channel: mutant NO_RECHECK (no re-check after raising the sleepers flag): lost wake-up'
 
+# peers.pml: 2 producers of 2 messages, a joiner reusing attach slots, one receiver.
+check safety peers.pml "-DNPROD=2 -DMSGS=2" pass \
+  'peers: a receiver stops only when every producer that had published is gone and all it sent was consumed'
+check ltlf:stops peers.pml "-DNPROD=2 -DMSGS=2" pass 'peers: the receiver stops once every producer died or closed'
+check safety peers.pml "-DANNOUNCE_LATE=1" fail \
+  'peers: mutant ANNOUNCE_LATE (announce after the first publish): stops while a producer lives'
+check safety peers.pml "-DTAIL_FIRST=1" fail \
+  'peers: mutant TAIL_FIRST (ring read before the peers): stops with a message left'
+check ltlf:stops peers.pml "-DNO_JOIN=1" fail \
+  "peers: mutant NO_JOIN (an opener keeps its slot's old bits): waits forever on a dead producer's slot"
+
 # topic.pml, short. CATCHUP=1 (the default) is catch_up as implemented; CATCHUP=0, the version
 # before the fix (docs/models/README.md), passes while no publish removes every record (records
 # of at most half the ring) and must fail otherwise (the mutant checks).

@@ -89,6 +89,8 @@ pub struct SegmentInspection {
     pub data_words: Vec<u32>,
     /// For a topic: its counters and subscribers.
     pub topic: Option<crate::topic::NativeTopicStats>,
+    /// For a channel: its producers and consumers.
+    pub peers: Option<ChannelPeers>,
     /// The OS object's owner (user id, and name when known) and permission bits; absent where
     /// the OS has none (Windows).
     pub owner: Option<u32>,
@@ -140,6 +142,7 @@ impl From<SegmentReport> for SegmentInspection {
                 .collect(),
             data_words: report.data_words,
             topic: report.topic.map(Into::into),
+            peers: report.channel_peers.map(Into::into),
             owner_name: report.owner.and_then(shmkit_core::platform::user_name),
             foreign: report
                 .owner
@@ -151,6 +154,53 @@ impl From<SegmentReport> for SegmentInspection {
             requested_mode: report.info.mode,
             owner: report.owner,
             mode: report.mode,
+        }
+    }
+}
+
+/// One mapping of a channel that sent or received (`Channel.peers()`).
+#[napi(object)]
+pub struct ChannelPeer {
+    pub pid: u32,
+    pub producer: bool,
+    pub consumer: bool,
+    /// `'alive'`, `'dead'` or `'unknown'`.
+    pub state: String,
+}
+
+/// A channel's peers and whether each side is gone (`Channel.peers()`, `shmkit inspect`).
+#[napi(object)]
+pub struct ChannelPeers {
+    pub peers: Vec<ChannelPeer>,
+    /// Producers (consumers) whose process is alive or cannot be judged.
+    pub producers: u32,
+    pub consumers: u32,
+    /// A producer (consumer) announced itself once, and none that could still be one is left.
+    pub producers_gone: bool,
+    pub consumers_gone: bool,
+    /// Mappings that found the attach table full: their roles are unknown.
+    pub unlisted: u32,
+}
+
+impl From<shmkit_core::Peers> for ChannelPeers {
+    fn from(report: shmkit_core::Peers) -> Self {
+        use shmkit_core::peers::{CONSUMER, PRODUCER};
+        ChannelPeers {
+            producers: report.live(PRODUCER) as u32,
+            consumers: report.live(CONSUMER) as u32,
+            producers_gone: report.gone(PRODUCER),
+            consumers_gone: report.gone(CONSUMER),
+            unlisted: report.unlisted,
+            peers: report
+                .peers
+                .into_iter()
+                .map(|p| ChannelPeer {
+                    pid: p.pid,
+                    producer: p.roles & PRODUCER != 0,
+                    consumer: p.roles & CONSUMER != 0,
+                    state: liveness_name(p.alive),
+                })
+                .collect(),
         }
     }
 }

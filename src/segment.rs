@@ -28,6 +28,8 @@ pub struct NativeSegment {
     pub(crate) topic: Option<Arc<shmkit_core::Topic>>,
     pub(crate) created: bool,
     buffers_made: bool,
+    /// Channel roles this mapping announced (`shmkit_core::peers`): `close` wakes the other side.
+    roles: u32,
 }
 
 fn size_from_js(size: f64) -> Result<usize, Code> {
@@ -119,6 +121,7 @@ impl NativeSegment {
             topic: None,
             created,
             buffers_made: false,
+            roles: 0,
         }
     }
 
@@ -272,7 +275,33 @@ impl NativeSegment {
         // Forget our attachment (the memory itself is unmapped once no buffer refers to it). The
         // handle is closed either way; an auto-unlink segment this process may not remove is
         // reported.
-        segment.detach().map(|_| ()).map_err(to_js)
+        let detached = segment.detach().map(|_| ()).map_err(to_js);
+        // A producer (consumer) gone: waiting receivers (senders) look at who is left now.
+        shmkit_core::peers::left(&segment, std::mem::take(&mut self.roles));
+        detached
+    }
+
+    /// For a channel just opened: clears the role bits a previous holder of this mapping's attach
+    /// slot left.
+    #[napi]
+    pub fn channel_join(&self) -> Result<(), Code> {
+        shmkit_core::peers::join(self.segment()?);
+        Ok(())
+    }
+
+    /// Records that this mapping produces (1) or consumes (2) in a channel.
+    #[napi]
+    pub fn channel_announce(&mut self, role: u32) -> Result<(), Code> {
+        let segment = self.segment()?.clone();
+        shmkit_core::peers::announce(&segment, role);
+        self.roles |= role & (shmkit_core::peers::PRODUCER | shmkit_core::peers::CONSUMER);
+        Ok(())
+    }
+
+    /// A channel's producers and consumers, with their liveness.
+    #[napi]
+    pub fn channel_peers(&self) -> Result<crate::introspection::ChannelPeers, Code> {
+        Ok(shmkit_core::peers::peers(self.segment()?).into())
     }
 
     fn cell(&self, handle: i64) -> Result<&MutexCell, Code> {

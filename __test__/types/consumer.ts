@@ -8,6 +8,8 @@ import {
   SharedMap,
   Topic,
   isShmkitError,
+  type ChannelPeers,
+  type IfPeersGone,
   type TopicStats,
   type ShmkitErrorCode,
   type SegmentInspection,
@@ -43,6 +45,15 @@ const notAString: string = anyJson.recv()
 
 const opened = Channel.open<Job>('t-json')
 const again: Job = opened.recv({ timeout: 10 })
+
+const results = Channel.open<Job>('t-json', { ifPeersGone: 'end' })
+const peers: ChannelPeers = results.peers()
+const producersGone: boolean = peers.producersGone
+const peerState: 'alive' | 'dead' | 'unknown' | undefined = peers.peers[0]?.state
+const mode: IfPeersGone = 'throw'
+// @ts-expect-error ifPeersGone is 'wait', 'end' or 'throw'
+Channel.open('t-json', { ifPeersGone: 'sometimes' })
+const noProducers: ShmkitErrorCode = 'ERR_SHM_NO_PRODUCERS'
 
 const segment = Segment.open('t-seg', { wait: 1000 })
 const kind: 'segment' | 'channel' | 'map' | 'topic' = Segment.inspect('t-seg').kind
@@ -138,4 +149,8 @@ void [
   maybeTick,
   size,
   topicStats,
+  producersGone,
+  peerState,
+  mode,
+  noProducers,
 ]

@@ -268,6 +268,17 @@ class Mutex:
 # ------------------------------------------------------------------------------------- channels
 
 
+_PEERS_GONE_MODES = {"wait": 0, "end": 1, "raise": 2}
+
+
+def _peers_gone_mode(mode: str) -> int:
+    if mode not in _PEERS_GONE_MODES:
+        raise _coded(
+            ValueError(f"if_peers_gone must be 'wait', 'end' or 'raise', not {mode!r}"), "ERR_INVALID_ARG_VALUE"
+        )
+    return _PEERS_GONE_MODES[mode]
+
+
 class Channel(_Handle):
     """A cross-process message queue (the same ring as Node's ``Channel``): each message goes to
     one receiver, exactly once, in order per sender. Codecs 'bytes', 'string' and 'json'
@@ -280,14 +291,46 @@ class Channel(_Handle):
             _codec_id("v8")
 
     @classmethod
-    def create(cls, name: str, capacity: int = 1 << 20, codec: str = "bytes") -> Channel:
-        return cls(_native.Channel.create(name, capacity, _codec_id(codec)), codec)
+    def create(
+        cls, name: str, capacity: int = 1 << 20, codec: str = "bytes", if_peers_gone: str = "wait"
+    ) -> Channel:
+        """`if_peers_gone` ('wait', 'end' or 'raise'): what this handle's waiting receives (sends)
+        do once the channel is empty (full) and every producer (consumer) seen is gone: wait on,
+        end (ERR_SHM_CHANNEL_ENDED; senders ERR_SHM_NO_CONSUMERS), or raise
+        ERR_SHM_NO_PRODUCERS / ERR_SHM_NO_CONSUMERS. See `peers()`."""
+        mode = _peers_gone_mode(if_peers_gone)
+        channel = cls(_native.Channel.create(name, capacity, _codec_id(codec)), codec)
+        channel._native.set_if_peers_gone(mode)
+        return channel
 
     @classmethod
-    def open(cls, name: str, codec: str | None = None, ready_timeout: float = 2.0) -> Channel:
+    def open(
+        cls, name: str, codec: str | None = None, ready_timeout: float = 2.0, if_peers_gone: str = "wait"
+    ) -> Channel:
         if codec is not None:
             _codec_id(codec)
-        return cls(_native.Channel.open(name, ready_timeout), codec)
+        mode = _peers_gone_mode(if_peers_gone)
+        channel = cls(_native.Channel.open(name, ready_timeout), codec)
+        channel._native.set_if_peers_gone(mode)
+        return channel
+
+    def peers(self) -> dict[str, Any]:
+        """Who produces into and consumes from the channel, in every process and language: a
+        handle counts as a producer from its first send, as a consumer from its first receive,
+        until it closes or its process dies. The same report as Node's ``ch.peers()``."""
+        peers, producers_gone, consumers_gone, unlisted = self._native.peers()
+        listed = [
+            {"pid": pid, "producer": producer, "consumer": consumer, "state": state}
+            for pid, producer, consumer, state in peers
+        ]
+        return {
+            "peers": listed,
+            "producers": sum(1 for p in listed if p["producer"] and p["state"] != "dead"),
+            "consumers": sum(1 for p in listed if p["consumer"] and p["state"] != "dead"),
+            "producers_gone": producers_gone,
+            "consumers_gone": consumers_gone,
+            "unlisted": unlisted,
+        }
 
     @staticmethod
     def unlink(name: str) -> None:

@@ -639,6 +639,57 @@ impl PyChannel {
     fn close(&self) {
         self.channel.close();
     }
+
+    /// What waiting receives and sends do once the other side is gone: 0 wait, 1 end, 2 raise.
+    fn set_if_peers_gone(&self, py: Python<'_>, mode: u32) -> PyResult<()> {
+        use shmkit_core::channel::IfPeersGone;
+        let mode = match mode {
+            0 => IfPeersGone::Wait,
+            1 => IfPeersGone::End,
+            2 => IfPeersGone::Fail,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown if_peers_gone mode {mode}"
+                )))
+            }
+        };
+        self.get(py)?.set_if_peers_gone(mode);
+        Ok(())
+    }
+
+    /// `(peers, producers_gone, consumers_gone, unlisted)`, each peer as `(pid, producer,
+    /// consumer, state)`: the Python layer builds the report.
+    #[allow(clippy::type_complexity)]
+    fn peers(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<(Vec<(u32, bool, bool, &'static str)>, bool, bool, u32)> {
+        use shmkit_core::peers::{CONSUMER, PRODUCER};
+        let report = self.get(py)?.peers();
+        let peers = report
+            .peers
+            .iter()
+            .map(|p| {
+                let state = match p.alive {
+                    shmkit_core::Liveness::Alive => "alive",
+                    shmkit_core::Liveness::Dead => "dead",
+                    shmkit_core::Liveness::Unknown => "unknown",
+                };
+                (
+                    p.pid,
+                    p.roles & PRODUCER != 0,
+                    p.roles & CONSUMER != 0,
+                    state,
+                )
+            })
+            .collect();
+        Ok((
+            peers,
+            report.gone(PRODUCER),
+            report.gone(CONSUMER),
+            report.unlisted,
+        ))
+    }
 }
 
 // ------------------------------------------------------------------------------------ maps

@@ -232,3 +232,54 @@ def test_node_sees_a_python_publisher_in_order(name, node):
     assert peer.line() == "5000"
     assert peer.wait() == 0
     shmkit.Topic.unlink(name)
+
+
+def test_peers_across_languages_and_receivers_that_stop_when_producers_die(name, node):
+    channel = shmkit.Channel.create(name, capacity=4096, codec="json", if_peers_gone="raise")
+    assert channel.peers()["peers"] == []
+    # A Python producer, SIGKILLed after its message: Node lists it, then sees it dead.
+    producer = python_peer(
+        """
+        ch = shmkit.Channel.open(args[0])
+        ch.send({"from": "python"})
+        print("sent", flush=True)
+        import time; time.sleep(60)
+        """,
+        name,
+    )
+    assert producer.stdout.readline().strip() == "sent"
+    peers = channel.peers()
+    assert peers["producers"] == 1 and not peers["producers_gone"]
+    assert {"pid": producer.pid, "producer": True, "consumer": False, "state": "alive"} in peers["peers"]
+    producer.send_signal(signal.SIGKILL)
+    producer.wait()
+    assert channel.recv(timeout=5) == {"from": "python"}  # what it sent is still delivered
+    with pytest.raises(shmkit.ShmkitError) as raised:
+        channel.recv(timeout=10)
+    assert raised.value.code == "ERR_SHM_NO_PRODUCERS"
+    # A Node producer killed the same way (started first: the side is already seen gone): a Node
+    # receiver with ifPeersGone 'end' gets its message, then ends.
+    sender = node(
+        """
+        const ch = shmkit.Channel.open(args[0]); ch.send({ from: 'node' }); console.log('sent')
+        setInterval(() => {}, 1000)
+        """,
+        name,
+    )
+    assert sender.line() == "sent"
+    peer = node(
+        """
+        const ch = shmkit.Channel.open(args[0], { ifPeersGone: 'end' })
+        const out = []; console.log('receiving')
+        for await (const m of ch) out.push(m)
+        console.log(JSON.stringify(out))
+        """,
+        name,
+    )
+    assert peer.line() == "receiving"
+    sender.kill()
+    assert peer.line() == '[{"from":"node"}]'
+    assert peer.wait() == 0
+    with pytest.raises(ValueError):
+        shmkit.Channel.open(name, if_peers_gone="sometimes")
+    channel.close()

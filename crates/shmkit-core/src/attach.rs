@@ -247,6 +247,18 @@ impl AttachTable {
             .collect()
     }
 
+    /// Who holds `slot` now, with liveness (`None`: a free slot, or no such slot).
+    pub fn attacher_at(&self, slot: usize) -> Option<Attacher> {
+        if slot >= SLOTS {
+            return None;
+        }
+        let who = self.read_slot(slot);
+        (who.pid != 0).then(|| Attacher {
+            pid: who.pid,
+            alive: platform::process_liveness(&who),
+        })
+    }
+
     pub fn doomed(&self) -> bool {
         self.u32_at(OFF_DOOMED).load(Ordering::Acquire) != 0
     }

@@ -9,6 +9,7 @@
 //!    128       head, send_sleepers, send_event, received      consumers' cache line
 //!    192       send lock (a mutex cell)
 //!    256       receive lock (a mutex cell)
+//!    320       role bits of the peers (see `crate::peers`; `PEERS_SEEN` at 20)
 //!    512       ring: [len u32][payload][pad to 4] ...
 //! ```
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorCode, Result};
 use crate::header::Kind;
 use crate::mutex::{LockOptions, MutexCell};
+use crate::peers::{self, Peers};
 use crate::platform;
 use crate::segment::{CreateOptions, Segment};
 
@@ -34,6 +36,8 @@ pub mod layout {
     pub const CODEC: usize = 12;
     /// u32: 1 once the stream has ended (`end()`).
     pub const ENDED: usize = 16;
+    /// u32: roles ever announced (bit 0 producer, bit 1 consumer): see `crate::peers`.
+    pub const PEERS_SEEN: usize = 20;
     /// u32: end of the published messages (free-running byte counter).
     pub const TAIL: usize = 64;
     /// u32: 1 when a consumer may be asleep; cleared by the producer that wakes it.
@@ -54,6 +58,8 @@ pub mod layout {
     pub const SEND_LOCK: usize = 192;
     /// Mutex cell serialising consumers.
     pub const RECV_LOCK: usize = 256;
+    /// 14 u32: two role bits (producer, consumer) per attach slot: see `crate::peers`.
+    pub const ROLES: usize = 320;
     /// The ring itself.
     pub const RING: usize = 512;
 }
@@ -91,10 +97,28 @@ pub struct ChannelStats {
     pub ended: bool,
 }
 
+/// What a waiting receiver (or sender) does once every producer (or consumer) it saw is gone:
+/// dead, or closed (see [`crate::peers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfPeersGone {
+    /// Keep waiting (the default): another may come.
+    #[default]
+    Wait,
+    /// Receivers: treat the empty channel as ended (`ChannelEnded`). Senders: fail with
+    /// `NoConsumers` (a message cannot be "ended" into a channel nobody reads).
+    End,
+    /// Receivers fail with `NoProducers`, senders with `NoConsumers`.
+    Fail,
+}
+
 /// A channel mapped into this process.
 pub struct Channel {
     segment: Segment,
     capacity: u32,
+    /// Roles this mapping announced (`peers::PRODUCER`, `peers::CONSUMER`).
+    announced: AtomicU32,
+    /// `IfPeersGone` as its discriminant (settable through a shared reference).
+    if_peers_gone: AtomicU32,
 }
 
 impl Channel {
@@ -115,12 +139,15 @@ impl Channel {
         let channel = Channel {
             segment,
             capacity: ring as u32,
+            announced: AtomicU32::new(0),
+            if_peers_gone: AtomicU32::new(IfPeersGone::Wait as u32),
         };
         channel
             .word(VERSION)
             .store(CHANNEL_VERSION, Ordering::Relaxed);
         channel.word(CAPACITY).store(ring as u32, Ordering::Relaxed);
         channel.word(CODEC).store(codec, Ordering::Relaxed);
+        peers::join(&channel.segment);
         for lock in [SEND_LOCK, RECV_LOCK] {
             // Shown by `inspect` (as the JavaScript side notes them when it first uses them).
             channel
@@ -154,6 +181,8 @@ impl Channel {
         let mut channel = Channel {
             segment,
             capacity: 0,
+            announced: AtomicU32::new(0),
+            if_peers_gone: AtomicU32::new(IfPeersGone::Wait as u32),
         };
         while channel.word(READY).load(Ordering::Acquire) != CHANNEL_MAGIC {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -181,7 +210,53 @@ impl Channel {
             return Err(corrupt(format!("impossible capacity {capacity}")));
         }
         channel.capacity = capacity as u32;
+        peers::join(&channel.segment);
         Ok(channel)
+    }
+
+    /// What blocking `recv` and `send` do once every producer (consumer) is gone; see
+    /// [`IfPeersGone`]. Detected before each sleep: within a sleep slice (1 s) of a death, at
+    /// once when a JavaScript peer closes its handle.
+    pub fn set_if_peers_gone(&self, mode: IfPeersGone) {
+        self.if_peers_gone.store(mode as u32, Ordering::Relaxed);
+    }
+
+    /// Who produces into and consumes from this channel, alive or dead.
+    pub fn peers(&self) -> Peers {
+        peers::peers(&self.segment)
+    }
+
+    /// Records this mapping's role the first time it plays it.
+    fn announce(&self, role: u32) {
+        if self.announced.load(Ordering::Relaxed) & role == 0 {
+            self.announced.fetch_or(role, Ordering::Relaxed);
+            peers::announce(&self.segment, role);
+        }
+    }
+
+    /// Before a sleep: stops a receiver (`role` PRODUCER) or sender (CONSUMER) whose other side
+    /// is gone, if it asked to, and if `still_waiting()` (re-read after the peers: a producer's
+    /// last message is published before it can be seen dead) says the wait is still needed.
+    fn check_peers(&self, role: u32, still_waiting: impl Fn() -> bool) -> Result<()> {
+        let mode = self.if_peers_gone.load(Ordering::Relaxed);
+        if mode == IfPeersGone::Wait as u32 || !self.peers().gone(role) || !still_waiting() {
+            return Ok(());
+        }
+        let name = self.name();
+        Err(match role {
+            peers::PRODUCER if mode == IfPeersGone::End as u32 => Error::new(
+                ErrorCode::ChannelEnded,
+                format!("Channel {name:?} is empty and every producer is gone"),
+            ),
+            peers::PRODUCER => Error::new(
+                ErrorCode::NoProducers,
+                format!("Channel {name:?} is empty and every producer is gone"),
+            ),
+            _ => Error::new(
+                ErrorCode::NoConsumers,
+                format!("Channel {name:?} is full and every consumer is gone"),
+            ),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -231,24 +306,28 @@ impl Channel {
     /// or another producer holds the send lock at this instant.
     pub fn try_send(&self, message: &[u8]) -> Result<bool> {
         self.check_sendable(message.len())?;
+        self.announce(peers::PRODUCER);
         Ok(self.append(message, Attempt::Once)? == Appended::Yes)
     }
 
     /// Appends `message`, waiting while the channel is full; `TimedOut` after `timeout`.
     pub fn send(&self, message: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.check_sendable(message.len())?;
+        self.announce(peers::PRODUCER);
         let deadline = platform::deadline_after(timeout);
         let need = frame_size(message.len());
         loop {
             if self.append(message, Attempt::Until(deadline))? == Appended::Yes {
                 return Ok(());
             }
+            let ready = || self.free() >= need || self.is_ended();
             self.wait_for(
                 SEND_SLEEPERS,
                 SEND_EVENT,
                 deadline,
                 "room in the channel",
-                || self.free() >= need || self.is_ended(),
+                ready,
+                || self.check_peers(peers::CONSUMER, || !ready()),
             )?;
             if self.is_ended() {
                 return Err(ended(self.name()));
@@ -259,11 +338,13 @@ impl Channel {
     /// Takes the next message if one is there. Never waits: `Ok(None)` when the channel is
     /// empty or another consumer holds the receive lock at this instant.
     pub fn try_recv(&self) -> Result<Option<Vec<u8>>> {
+        self.announce(peers::CONSUMER);
         self.take(Attempt::Once)
     }
 
     /// Takes the next message, waiting for one; `ChannelEnded` once ended and drained.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        self.announce(peers::CONSUMER);
         let deadline = platform::deadline_after(timeout);
         loop {
             if let Some(message) = self.take(Attempt::Until(deadline))? {
@@ -272,9 +353,15 @@ impl Channel {
             if self.is_ended() && self.in_flight() == 0 {
                 return Err(ended(self.name()));
             }
-            self.wait_for(RECV_SLEEPERS, RECV_EVENT, deadline, "a message", || {
-                self.in_flight() != 0 || self.is_ended()
-            })?;
+            let ready = || self.in_flight() != 0 || self.is_ended();
+            self.wait_for(
+                RECV_SLEEPERS,
+                RECV_EVENT,
+                deadline,
+                "a message",
+                ready,
+                || self.check_peers(peers::PRODUCER, || !ready()),
+            )?;
         }
     }
 
@@ -282,10 +369,19 @@ impl Channel {
     /// the stream ended, without taking anything: for bindings whose receivers wait on one
     /// thread and receive on another (asyncio). Whether one may be there now.
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool> {
+        self.announce(peers::CONSUMER);
         let ready = || self.in_flight() != 0 || self.is_ended();
         if !ready() {
             let deadline = platform::deadline_after(Some(timeout));
-            match self.wait_for(RECV_SLEEPERS, RECV_EVENT, deadline, "a message", ready) {
+            let stop = || self.check_peers(peers::PRODUCER, || !ready());
+            match self.wait_for(
+                RECV_SLEEPERS,
+                RECV_EVENT,
+                deadline,
+                "a message",
+                ready,
+                stop,
+            ) {
                 Err(e) if e.code() == ErrorCode::TimedOut => return Ok(false),
                 other => other?,
             }
@@ -296,6 +392,7 @@ impl Channel {
     /// As [`wait_readable`](Self::wait_readable), until there may be room for a `length`-byte
     /// message or the stream ended.
     pub fn wait_writable(&self, length: usize, timeout: Duration) -> Result<bool> {
+        self.announce(peers::PRODUCER);
         let need = frame_size(length);
         let ready = || self.free() >= need || self.is_ended();
         if !ready() {
@@ -306,6 +403,7 @@ impl Channel {
                 deadline,
                 "room in the channel",
                 ready,
+                || self.check_peers(peers::CONSUMER, || !ready()),
             ) {
                 Err(e) if e.code() == ErrorCode::TimedOut => return Ok(false),
                 other => other?,
@@ -504,6 +602,8 @@ impl Channel {
     }
 
     /// The sleeper protocol of docs/CHANNELS.md: read the event, raise the flag, re-check, sleep.
+    /// After the spin and before sleeping, `stop()` may end the wait with an error (the other
+    /// side is gone).
     fn wait_for(
         &self,
         flag: usize,
@@ -511,6 +611,7 @@ impl Channel {
         deadline: Option<Instant>,
         what: &str,
         ready: impl Fn() -> bool,
+        stop: impl Fn() -> Result<()>,
     ) -> Result<()> {
         let spin_until = Instant::now() + SPIN;
         while Instant::now() < spin_until {
@@ -519,6 +620,7 @@ impl Channel {
             }
             std::hint::spin_loop();
         }
+        stop()?;
         let seen = self.word(event).load(Ordering::SeqCst);
         self.word(flag).store(1, Ordering::SeqCst);
         if ready() {

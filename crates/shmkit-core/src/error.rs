@@ -42,6 +42,12 @@ pub enum ErrorCode {
     Cancelled,
     /// `ERR_SHM_CHANNEL_ENDED`: the stream was ended (and, for receivers, drained).
     ChannelEnded,
+    /// `ERR_SHM_NO_PRODUCERS`: a receiver that asked to stop once every producer is gone found
+    /// the channel empty, not ended, and no live producer left.
+    NoProducers,
+    /// `ERR_SHM_NO_CONSUMERS`: a sender that asked to stop once every consumer is gone found
+    /// the channel full and no live consumer left.
+    NoConsumers,
     /// `ERR_SHM_WRONG_KIND`: a channel opened as a segment's peer expects, or the reverse.
     WrongKind,
     /// `ERR_SHM_FOREIGN_OWNER`: the segment is owned by a user the opener does not accept.
@@ -81,6 +87,8 @@ impl ErrorCode {
             ErrorCode::Lagged(_) => "ERR_SHM_LAGGED",
             ErrorCode::Cancelled => "ABORT_ERR",
             ErrorCode::ChannelEnded => "ERR_SHM_CHANNEL_ENDED",
+            ErrorCode::NoProducers => "ERR_SHM_NO_PRODUCERS",
+            ErrorCode::NoConsumers => "ERR_SHM_NO_CONSUMERS",
             ErrorCode::Os(errno) => errno_name(*errno),
         }
     }
@@ -193,6 +201,14 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
     (
         "ERR_SHM_CHANNEL_ENDED",
         "the channel's stream was ended (and, for receivers, drained)",
+    ),
+    (
+        "ERR_SHM_NO_PRODUCERS",
+        "a receiver that stops when producers are gone: empty, and every producer it saw is dead or closed",
+    ),
+    (
+        "ERR_SHM_NO_CONSUMERS",
+        "a sender that stops when consumers are gone: full, and every consumer it saw is dead or closed",
     ),
     (
         "ERR_SHM_FOREIGN_OWNER",

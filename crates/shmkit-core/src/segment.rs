@@ -117,6 +117,8 @@ pub struct SegmentReport {
     pub data_words: Vec<u32>,
     /// For a topic: its counters and subscribers, each with its liveness.
     pub topic: Option<crate::topic::TopicStats>,
+    /// For a channel: its producers and consumers, each with its liveness.
+    pub channel_peers: Option<crate::peers::Peers>,
     /// The OS object's owner and permission bits (`None` where the OS has none).
     pub owner: Option<u32>,
     pub mode: Option<u32>,
@@ -209,6 +211,25 @@ impl Segment {
             .detach(&attached, self.info.auto_unlink, || shm::unlink(os_id))
     }
 
+    /// The attach-table slot this mapping holds: `None` once detached, or if it found the table
+    /// full (it is then only counted in [`attach_overflow`](Self::attach_overflow)).
+    pub fn attach_slot(&self) -> Option<usize> {
+        match *self.attachment.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(Attached::Slot(slot)) => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// Who holds attach slot `slot` now, with liveness (`None`: free).
+    pub fn attacher_at(&self, slot: usize) -> Option<Attacher> {
+        self.attach_table().attacher_at(slot)
+    }
+
+    /// Mappings that found the attach table full (never decreases).
+    pub fn attach_overflow(&self) -> u32 {
+        self.attach_table().overflow()
+    }
+
     /// Reaps dead attachers of segment `name` without attaching and, for an `auto_unlink`
     /// segment with no live attacher left, removes it. Returns whether it was removed.
     pub fn collect(name: &str) -> Result<bool> {
@@ -260,6 +281,14 @@ impl Segment {
             topic: (info.kind == Kind::Topic)
                 .then(|| crate::topic::stats_from_words(&data_words))
                 .flatten(),
+            // The role words lie within the 128 words read above.
+            channel_peers: (info.kind == Kind::Channel).then(|| {
+                crate::peers::peers_from(
+                    |offset| data_words.get(offset / 4).copied(),
+                    |slot| table.attacher_at(slot),
+                    table.overflow(),
+                )
+            }),
             data_words,
             owner: mapping.owner(),
             mode: mapping.mode(),

@@ -244,3 +244,66 @@ fn end_is_serialised_with_producers() {
     drop(view);
     Segment::unlink(&name).unwrap();
 }
+
+/// Peers: a producer handle counts from its first send; once it is gone (dropped here, a dead
+/// process below), a receiver set to `IfPeersGone::Fail` gets `NoProducers` after the messages
+/// it sent, and one set to `Wait` keeps waiting.
+#[test]
+fn receivers_stop_once_every_producer_is_gone() {
+    use shmkit_core::channel::IfPeersGone;
+    use shmkit_core::peers::{CONSUMER, PRODUCER};
+    let name = unique("peers");
+    let receiver = Channel::create(&name, 1024, CODEC_BYTES).unwrap();
+    receiver.set_if_peers_gone(IfPeersGone::Fail);
+    let producer = Channel::open(&name, READY).unwrap();
+    assert!(!receiver.peers().gone(PRODUCER), "never seen: not gone");
+    producer.send(b"last words", None).unwrap();
+    let peers = receiver.peers();
+    assert_eq!(peers.live(PRODUCER), 1);
+    assert_eq!(peers.peers[0].pid, std::process::id());
+    drop(producer);
+    assert!(receiver.peers().gone(PRODUCER));
+    assert_eq!(
+        receiver.recv(Some(Duration::from_secs(5))).unwrap(),
+        b"last words"
+    );
+    let err = receiver.recv(Some(Duration::from_secs(10))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NoProducers, "{err}");
+    assert_eq!(receiver.peers().live(CONSUMER), 1);
+    receiver.set_if_peers_gone(IfPeersGone::Wait);
+    let err = receiver.recv(Some(Duration::from_millis(200))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TimedOut);
+    Segment::unlink(&name).unwrap();
+}
+
+/// A Node producer that exits without closing (its attach slot stays, held by a dead process)
+/// is seen by Rust: the same role bits in both languages.
+#[test]
+fn a_dead_javascript_producer_ends_a_rust_receiver() {
+    use shmkit_core::channel::IfPeersGone;
+    let Some(root) = common::built_package() else {
+        eprintln!("skipped: the Node package is not built (npm install) or node is missing");
+        return;
+    };
+    let name = unique("peers-js");
+    let receiver = Channel::create(&name, 1024, CODEC_BYTES).unwrap();
+    receiver.set_if_peers_gone(IfPeersGone::End);
+    let script = format!(
+        "const {{ Channel }} = require({root:?});
+         Channel.open({name:?}).send('from node');
+         process.exit(0);",
+        root = root.join("index.js"),
+    );
+    assert!(Command::new("node")
+        .args(["-e", &script])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        receiver.recv(Some(Duration::from_secs(5))).unwrap(),
+        b"from node"
+    );
+    let err = receiver.recv(Some(Duration::from_secs(10))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ChannelEnded, "{err}");
+    Segment::unlink(&name).unwrap();
+}
