@@ -208,12 +208,7 @@ test("a dead producer's attach slot, taken by a consumer, does not make it a pro
 test('ifPeersGone is validated', (t) => {
   const name = uniqueName(t, 'peers')
   for (const bad of ['never', 1, null, true]) {
-    throwsCoded(
-      t,
-      () => Channel.create(name, { capacity: 64, ifPeersGone: bad }),
-      TypeError,
-      'ERR_INVALID_ARG_VALUE',
-    )
+    throwsCoded(t, () => Channel.create(name, { capacity: 64, ifPeersGone: bad }), TypeError, 'ERR_INVALID_ARG_VALUE')
   }
   Channel.create(name, { capacity: 64 }).close()
   throwsCoded(t, () => Channel.open(name, { ifPeersGone: 'sometimes' }), TypeError, 'ERR_INVALID_ARG_VALUE')

@@ -341,7 +341,16 @@ export class Channel<T = unknown> {
       // sooner than a native waiter could be woken.
       if (ring.spinUntil(ready)) continue
       this.#checkConsumers(encoded.length)
-      await ring.waitForAsync(SEND_SLEEPERS, SEND_EVENT, ready, deadline, abortSignal, this.#roomWhat, timeoutMs, this.#sliceMs)
+      await ring.waitForAsync(
+        SEND_SLEEPERS,
+        SEND_EVENT,
+        ready,
+        deadline,
+        abortSignal,
+        this.#roomWhat,
+        timeoutMs,
+        this.#sliceMs,
+      )
     }
   }
 
@@ -435,7 +444,16 @@ export class Channel<T = unknown> {
       const ready = () => ring.inFlight() !== 0 || ring.ended()
       if (ring.spinUntil(ready)) continue // as in `sendAsync`
       this.#checkProducers()
-      await ring.waitForAsync(RECV_SLEEPERS, RECV_EVENT, ready, deadline, abortSignal, this.#messageWhat, timeoutMs, this.#sliceMs)
+      await ring.waitForAsync(
+        RECV_SLEEPERS,
+        RECV_EVENT,
+        ready,
+        deadline,
+        abortSignal,
+        this.#messageWhat,
+        timeoutMs,
+        this.#sliceMs,
+      )
     }
   }
 
@@ -684,7 +702,12 @@ function createOptions(options: unknown, extra: readonly string[]) {
     'channel',
     [],
   )
-  return { ringBytes, codec: validateCodec(codec, 'codec') ?? 'bytes', native, ifPeersGone: validateIfPeersGone(ifPeersGone) }
+  return {
+    ringBytes,
+    codec: validateCodec(codec, 'codec') ?? 'bytes',
+    native,
+    ifPeersGone: validateIfPeersGone(ifPeersGone),
+  }
 }
 
 /** Writes a new channel's control block; the `ready` magic goes last (openers wait for it). */
