@@ -268,12 +268,10 @@ export class Channel<T = unknown> {
     return this[HANDLE].native.channelPeers() as ChannelPeers
   }
 
-  /** Records this handle's role the first time it plays it (`ch.peers()`). */
+  /** Records this handle's role (`ch.peers()`); callers test `#roles` first, inline (hot paths). */
   #announce(role: number): void {
-    if ((this.#roles & role) === 0) {
-      this[HANDLE].native.channelAnnounce(role)
-      this.#roles |= role
-    }
+    this[HANDLE].native.channelAnnounce(role)
+    this.#roles |= role
   }
 
   /**
@@ -304,7 +302,7 @@ export class Channel<T = unknown> {
   trySend(data: Sendable<T>): boolean {
     const encoded = encodeMessage(this.#codec, data, this.#ring.capacity - 4)
     this.#checkOpenForSend()
-    this.#announce(PRODUCER)
+    if ((this.#roles & PRODUCER) === 0) this.#announce(PRODUCER)
     return this.#ring.append(encoded.length, encoded, TRY) === SENT_ONE
   }
 
@@ -328,7 +326,7 @@ export class Channel<T = unknown> {
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this.#checkOpenForSend()
-      this.#announce(PRODUCER)
+      if ((this.#roles & PRODUCER) === 0) this.#announce(PRODUCER)
       const outcome = ring.append(encoded.length, encoded, lock)
       if (outcome === SENT_ONE) return
       if (outcome === SEND_BUSY) {
@@ -407,7 +405,7 @@ export class Channel<T = unknown> {
    */
   tryRecv(): T | undefined {
     this[HANDLE].assertOpen()
-    this.#announce(CONSUMER)
+    if ((this.#roles & CONSUMER) === 0) this.#announce(CONSUMER)
     const message = this.#read(TRY)
     return message === EMPTY || message === BUSY ? undefined : message
   }
@@ -432,7 +430,7 @@ export class Channel<T = unknown> {
     for (;;) {
       if (abortSignal?.aborted) throw new AbortError(undefined, { cause: abortSignal.reason })
       this[HANDLE].assertOpen()
-      this.#announce(CONSUMER)
+      if ((this.#roles & CONSUMER) === 0) this.#announce(CONSUMER)
       const message = this.#read(lock)
       if (message === BUSY) {
         lock = await ring.awaitSideLock(ring.recvLock, deadline, abortSignal, timeoutMs)
@@ -469,7 +467,7 @@ export class Channel<T = unknown> {
    * flight.
    */
   take(options?: TakeOptions): Promise<Job<T>> {
-    if (!this[HANDLE].closed) this.#announce(CONSUMER)
+    if ((this.#roles & CONSUMER) === 0 && !this[HANDLE].closed) this.#announce(CONSUMER)
     return take<T>(this.#taker, options)
   }
 
@@ -513,7 +511,7 @@ export class Channel<T = unknown> {
     for (const message of messages) encoded.push(encodeMessage(this.#codec, message, capacity))
     const ring = this.#ring
     this[HANDLE].assertOpen()
-    this.#announce(PRODUCER)
+    if ((this.#roles & PRODUCER) === 0) this.#announce(PRODUCER)
     let sent = ring.appendMany(encoded, 0, timeoutMs).count
     if (sent === encoded.length) return sent
     const deadline = deadlineOf(timeoutMs)
@@ -588,7 +586,7 @@ export class Channel<T = unknown> {
   #appendWaiting(length: number, content: Encoded | ((payload: number) => void), timeoutMs: number): void {
     const ring = this.#ring
     this[HANDLE].assertOpen()
-    if (this.#roles !== PRODUCER) this.#announce(PRODUCER)
+    if ((this.#roles & PRODUCER) === 0) this.#announce(PRODUCER)
     // The hot path: room at once. No clock is read, no closure made, until the channel is full.
     if (ring.append(length, content, timeoutMs) !== FULL) return
     const deadline = deadlineOf(timeoutMs)
@@ -610,7 +608,7 @@ export class Channel<T = unknown> {
   #takeWaiting<R>(attempt: (lockMs: number) => R | typeof EMPTY, timeoutMs: number): R {
     const ring = this.#ring
     this[HANDLE].assertOpen()
-    if (this.#roles !== CONSUMER) this.#announce(CONSUMER)
+    if ((this.#roles & CONSUMER) === 0) this.#announce(CONSUMER)
     // The hot path: a message at once. No clock is read, no closure made, until it is empty.
     const first = attempt(timeoutMs)
     if (first !== EMPTY) return first
