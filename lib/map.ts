@@ -616,14 +616,20 @@ export class SharedMap<T = unknown> {
       if (!live) return undefined
       const found = this.#slotBytes(base, seq & 1)
       if (Atomics.load(words, base) !== seq) continue
+      // An empty slot under `live`: a delete between publishing the empty slot and clearing
+      // `live` (docs/MAP.md), in progress or cut short by a death: the entry is going away.
+      if (found === null) return undefined
       if (found === undefined) throw corrupt(`entry ${entry} points outside the heap`)
       return found
     }
     return undefined
   }
 
-  /** The key and value of slot `slot` of the entry at word `base` (copied out); undefined if out of bounds. */
-  #slotBytes(base: number, slot: number): { key: string; value: Uint8Array; expires: number } | undefined {
+  /**
+   * The key and value of slot `slot` of the entry at word `base` (copied out); null for an empty
+   * slot (block 0), undefined if out of bounds.
+   */
+  #slotBytes(base: number, slot: number): { key: string; value: Uint8Array; expires: number } | null | undefined {
     const words = this.#words
     const s = base + M.eSlots / 4 + slot * SLOT_WORDS
     const block = words[s + M.sBlock / 4]!
@@ -631,7 +637,8 @@ export class SharedMap<T = unknown> {
     const valueLength = words[s + M.sValueLen / 4]!
     const start = block + M.blockHeader
     const end = start + keyLength + valueLength
-    if (block === 0 || block % 8 !== 0 || keyLength > M.maxKeyBytes || end > this.#heapSize) return undefined
+    if (block === 0) return null
+    if (block % 8 !== 0 || keyLength > M.maxKeyBytes || end > this.#heapSize) return undefined
     return {
       key: this.#heap.toString('utf8', start, start + keyLength),
       value: this.#heapBytes.slice(start + keyLength, end),
