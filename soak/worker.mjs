@@ -2,6 +2,9 @@
 //   locker    increments random counters under their mutexes, repairing after an owner death
 //   producer  sends [producer u32][seq u32][payload] messages until told to stop
 //   consumer  receives until the channel is closed and drained, checking every message
+//   jobber    sends numbered jobs into the jobs channel until told to stop
+//   taker     takes jobs with ch.take(), works a little, acks, and reports each ack that
+//             succeeded through the acks channel (a channel survives its sender's SIGKILL)
 import { Channel, Mutex, Segment } from '../index.js'
 import { COUNTERS, MAX_LOCKERS, STOP, contributionOffset, mutexOffset, valueOffset } from './layout.mjs'
 
@@ -87,7 +90,42 @@ async function consumer() {
   return { seen, damaged }
 }
 
-const run = { locker, producer, consumer }[role]
+async function jobber() {
+  const jobs = Channel.open(`${name}-jobs`, { codec: 'json' })
+  let seq = 0
+  while (!stopped()) {
+    for (let i = 0; i < 20; i++) await jobs.sendAsync({ seq: seq++ }, { timeout: 10_000 })
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  jobs.close()
+  return { sent: seq }
+}
+
+async function taker() {
+  const jobs = Channel.open(`${name}-jobs`, { codec: 'json' })
+  const acks = Channel.open(`${name}-acks`, { codec: 'json' })
+  let acked = 0
+  for (;;) {
+    let job
+    try {
+      job = await jobs.take({ leaseMs: 5_000, timeout: 30_000 })
+    } catch (error) {
+      if (error.code === 'ERR_SHM_CHANNEL_ENDED') break
+      throw error
+    }
+    // The work: usually a tick, now and then longer, so that kills land between take and ack.
+    await new Promise((resolve) => (random(10) === 0 ? setTimeout(resolve, 1) : setImmediate(resolve)))
+    if (job.ack()) {
+      acks.send({ seq: job.value.seq, deliveries: job.deliveries }, { timeout: 10_000 })
+      acked++
+    }
+  }
+  jobs.close()
+  acks.close()
+  return { acked }
+}
+
+const run = { locker, producer, consumer, jobber, taker }[role]
 const report = await run()
 segment.close()
 process.send(report, () => process.exit(0))
