@@ -22,6 +22,7 @@ from ._native import ShmkitError
 __all__ = [
     "ERROR_CODES",
     "Channel",
+    "Job",
     "LockGuard",
     "Mutex",
     "Segment",
@@ -268,6 +269,45 @@ class Mutex:
 # ------------------------------------------------------------------------------------- channels
 
 
+class Job:
+    """A message taken with ``Channel.take()``: ``ack()`` when done, or ``nack()`` to give it
+    back; ``with channel.take() as job:`` gives it back at the end of the block unless it was
+    acknowledged."""
+
+    def __init__(self, channel: Channel, job_id: str, deliveries: int, value: Any) -> None:
+        self._channel = channel
+        self.id = job_id
+        self.deliveries = deliveries
+        self.value = value
+        self._settled = False
+
+    def _settle(self) -> None:
+        if self._settled:
+            raise _coded(ShmkitError(f"job {self.id} was already acknowledged or given back"), "ERR_SHM_NOT_LOCKED")
+        self._settled = True
+
+    def ack(self) -> bool:
+        """Removes it for good; False if it was no longer this consumer's (its lease ended and
+        another consumer took it)."""
+        self._settle()
+        return self._channel._native.ack(self.id, self.deliveries)
+
+    def nack(self) -> bool:
+        """Gives it back at once; False if it was no longer this consumer's."""
+        self._settle()
+        return self._channel._native.nack(self.id, self.deliveries)
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._settled:
+            self.nack()
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, deliveries={self.deliveries})"
+
+
 _PEERS_GONE_MODES = {"wait": 0, "end": 1, "raise": 2}
 
 
@@ -313,6 +353,24 @@ class Channel(_Handle):
         channel = cls(_native.Channel.open(name, ready_timeout), codec)
         channel._native.set_if_peers_gone(mode)
         return channel
+
+    def take(
+        self,
+        timeout: float | None = None,
+        lease: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter: Channel | None = None,
+    ) -> Job:
+        """Takes the next message to be acknowledged (at least once, where `recv` is exactly
+        once): until ``job.ack()`` it stays in the channel's in-flight table, and if this thread
+        or process dies, does not ack within `lease` seconds, or calls ``job.nack()``, the next
+        ``take`` of any consumer (Python, Node, Rust, in any process) gets it again, with
+        ``job.deliveries`` counting; after `max_deliveries` it goes to `dead_letter`. The job
+        belongs to the thread that took it. ShmkitError ERR_SHM_CHANNEL_ENDED once the channel
+        ended, is drained and nothing is in flight."""
+        native_dead = None if dead_letter is None else dead_letter._native
+        job_id, deliveries, data = self._native.take(_check_timeout(timeout), lease, max_deliveries, native_dead)
+        return Job(self, job_id, deliveries, _decode(self.codec, data))
 
     def peers(self) -> dict[str, Any]:
         """Who produces into and consumes from the channel, in every process and language: a

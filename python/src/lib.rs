@@ -640,6 +640,70 @@ impl PyChannel {
         self.channel.close();
     }
 
+    /// Takes the next message to be acknowledged: `(id, deliveries, bytes)`. The job belongs to
+    /// this thread (ack it from the thread that took it).
+    #[pyo3(signature = (timeout = None, lease = 30.0, max_deliveries = 5, dead_letter = None))]
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        lease: f64,
+        max_deliveries: u32,
+        dead_letter: Option<&Bound<'py, PyChannel>>,
+    ) -> PyResult<(String, u32, Bound<'py, PyBytes>)> {
+        let channel = self.get(py)?;
+        let limit = self::timeout(py, timeout)?;
+        if !(lease.is_finite() && lease > 0.0) {
+            return Err(value_error(
+                py,
+                format!("lease must be a number of seconds > 0, not {lease}"),
+            ));
+        }
+        if max_deliveries == 0 {
+            return Err(value_error(
+                py,
+                "max_deliveries must be at least 1".to_owned(),
+            ));
+        }
+        let dead_letter = dead_letter.map(|d| d.get().get(py)).transpose()?;
+        let lease = Duration::from_secs_f64(lease);
+        let job = blocking(py, limit, "a message", |slice| {
+            let options = shmkit_core::TakeOptions {
+                timeout: Some(slice),
+                lease,
+                max_deliveries,
+                dead_letter: dead_letter.as_deref(),
+                on_dropped: None,
+            };
+            match channel.take(&options) {
+                Ok(job) => Ok(Some(job)),
+                Err(e) if e.code() == ErrorCode::TimedOut => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok((job.id, job.deliveries, PyBytes::new(py, &job.payload)))
+    }
+
+    /// Acknowledges job `id` (delivery `deliveries`); whether it was still this thread's.
+    fn ack(&self, py: Python<'_>, id: String, deliveries: u32) -> PyResult<bool> {
+        let job = shmkit_core::Job {
+            id,
+            deliveries,
+            payload: Vec::new(),
+        };
+        self.get(py)?.ack(&job).map_err(|e| to_py(py, e))
+    }
+
+    /// Gives job `id` back; whether it was still this thread's.
+    fn nack(&self, py: Python<'_>, id: String, deliveries: u32) -> PyResult<bool> {
+        let job = shmkit_core::Job {
+            id,
+            deliveries,
+            payload: Vec::new(),
+        };
+        self.get(py)?.nack(&job).map_err(|e| to_py(py, e))
+    }
+
     /// What waiting receives and sends do once the other side is gone: 0 wait, 1 end, 2 raise.
     fn set_if_peers_gone(&self, py: Python<'_>, mode: u32) -> PyResult<()> {
         use shmkit_core::channel::IfPeersGone;

@@ -224,3 +224,57 @@ def test_ctrl_c_interrupts_a_blocking_wait(name):
     assert waiter.stdout.readline().strip() == "interrupted"
     assert waiter.wait(5) == 0
     seg.close()
+
+
+def test_take_ack_nack_lease_dead_letter_and_a_killed_taker(name):
+    channel = shmkit.Channel.create(name, capacity=4096, codec="json")
+    dead = shmkit.Channel.create(name + "-dead", capacity=4096, codec="json")
+    try:
+        channel.send({"job": 1})
+        # A taker process SIGKILLed holding the job: the next take gets it, delivery 2.
+        taker = python_peer(
+            """
+            ch = shmkit.Channel.open(args[0])
+            job = ch.take(timeout=5)
+            print(job.value["job"], job.deliveries, flush=True)
+            import time; time.sleep(60)
+            """,
+            name,
+        )
+        assert taker.stdout.readline().split() == ["1", "1"]
+        taker.send_signal(signal.SIGKILL)
+        taker.wait()
+        job = channel.take(timeout=10)
+        assert (job.value, job.deliveries) == ({"job": 1}, 2)
+        assert job.ack() is True
+        with pytest.raises(shmkit.ShmkitError) as twice:
+            job.ack()
+        assert twice.value.code == "ERR_SHM_NOT_LOCKED"
+        # A lease that ends: delivered again, the late ack refused.
+        channel.send({"job": 2})
+        first = channel.take(timeout=5, lease=0.1)
+        second = channel.take(timeout=5, lease=0.1)
+        assert second.deliveries == 2 and first.ack() is False and second.ack() is True
+        # `with` gives back what was not acknowledged; past max_deliveries: the dead letter.
+        channel.send({"job": 3})
+        for delivery in (1, 2):
+            with channel.take(timeout=5, max_deliveries=2, dead_letter=dead) as job:
+                assert job.deliveries == delivery
+        with pytest.raises(TimeoutError):
+            channel.take(timeout=0.3, max_deliveries=2, dead_letter=dead)
+        assert dead.recv(timeout=1) == {"job": 3}
+        # The end: once drained and nothing is in flight.
+        channel.end()
+        with pytest.raises(shmkit.ShmkitError) as ended:
+            channel.take(timeout=5)
+        assert ended.value.code == "ERR_SHM_CHANNEL_ENDED"
+        with pytest.raises(ValueError):
+            channel.take(lease=0)
+    finally:
+        for ch in (channel, dead):
+            ch.close()
+        for leftover in (name + "-dead", name + ".inflight", name + "-dead.inflight"):
+            try:
+                shmkit._native.Segment.unlink(leftover, None)
+            except (FileNotFoundError, shmkit.ShmkitError):
+                pass

@@ -283,3 +283,34 @@ def test_peers_across_languages_and_receivers_that_stop_when_producers_die(name,
     with pytest.raises(ValueError):
         shmkit.Channel.open(name, if_peers_gone="sometimes")
     channel.close()
+
+
+def test_node_and_python_takers_share_one_in_flight_table(name, node):
+    channel = shmkit.Channel.create(name, capacity=4096, codec="json")
+    channel.send({"from": "python"})
+    peer = node(
+        """
+        const ch = shmkit.Channel.open(args[0])
+        const job = await ch.take({ timeout: 5000 })
+        console.log(JSON.stringify([job.value, job.deliveries]))
+        setInterval(() => {}, 1000) // holds it, unacknowledged, until killed
+        """,
+        name,
+    )
+    assert peer.line() == '[{"from":"python"},1]'
+    peer.kill()
+    job = channel.take(timeout=10)
+    assert (job.value, job.deliveries) == ({"from": "python"}, 2)
+    assert job.nack() is True
+    again = node(
+        """
+        const ch = shmkit.Channel.open(args[0])
+        const job = await ch.take({ timeout: 5000 })
+        console.log(JSON.stringify([job.value, job.deliveries, job.ack()]))
+        """,
+        name,
+    )
+    assert again.line() == '[{"from":"python"},3,true]'
+    assert again.wait() == 0
+    channel.close()
+    shmkit._native.Segment.unlink(name + ".inflight", None)

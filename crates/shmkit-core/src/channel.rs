@@ -119,6 +119,10 @@ pub struct Channel {
     announced: AtomicU32,
     /// `IfPeersGone` as its discriminant (settable through a shared reference).
     if_peers_gone: AtomicU32,
+    /// The in-flight table of `take` (`crate::queue`), opened on first use.
+    pub(crate) inflight: std::sync::OnceLock<crate::map::SharedMap>,
+    /// `take`: f64 bits of the time (ms since the epoch) before which no record is due.
+    pub(crate) next_scan: std::sync::atomic::AtomicU64,
 }
 
 impl Channel {
@@ -141,6 +145,8 @@ impl Channel {
             capacity: ring as u32,
             announced: AtomicU32::new(0),
             if_peers_gone: AtomicU32::new(IfPeersGone::Wait as u32),
+            inflight: std::sync::OnceLock::new(),
+            next_scan: std::sync::atomic::AtomicU64::new(0),
         };
         channel
             .word(VERSION)
@@ -183,6 +189,8 @@ impl Channel {
             capacity: 0,
             announced: AtomicU32::new(0),
             if_peers_gone: AtomicU32::new(IfPeersGone::Wait as u32),
+            inflight: std::sync::OnceLock::new(),
+            next_scan: std::sync::atomic::AtomicU64::new(0),
         };
         while channel.word(READY).load(Ordering::Acquire) != CHANNEL_MAGIC {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -227,7 +235,7 @@ impl Channel {
     }
 
     /// Records this mapping's role the first time it plays it.
-    fn announce(&self, role: u32) {
+    pub(crate) fn announce(&self, role: u32) {
         if self.announced.load(Ordering::Relaxed) & role == 0 {
             self.announced.fetch_or(role, Ordering::Relaxed);
             peers::announce(&self.segment, role);
@@ -339,7 +347,7 @@ impl Channel {
     /// empty or another consumer holds the receive lock at this instant.
     pub fn try_recv(&self) -> Result<Option<Vec<u8>>> {
         self.announce(peers::CONSUMER);
-        self.take(Attempt::Once)
+        self.take_one(Attempt::Once)
     }
 
     /// Takes the next message, waiting for one; `ChannelEnded` once ended and drained.
@@ -347,7 +355,7 @@ impl Channel {
         self.announce(peers::CONSUMER);
         let deadline = platform::deadline_after(timeout);
         loop {
-            if let Some(message) = self.take(Attempt::Until(deadline))? {
+            if let Some(message) = self.take_one(Attempt::Until(deadline))? {
                 return Ok(message);
             }
             if self.is_ended() && self.in_flight() == 0 {
@@ -372,19 +380,7 @@ impl Channel {
         self.announce(peers::CONSUMER);
         let ready = || self.in_flight() != 0 || self.is_ended();
         if !ready() {
-            let deadline = platform::deadline_after(Some(timeout));
-            let stop = || self.check_peers(peers::PRODUCER, || !ready());
-            match self.wait_for(
-                RECV_SLEEPERS,
-                RECV_EVENT,
-                deadline,
-                "a message",
-                ready,
-                stop,
-            ) {
-                Err(e) if e.code() == ErrorCode::TimedOut => return Ok(false),
-                other => other?,
-            }
+            self.wait_readable_for(timeout, || true)?;
         }
         Ok(ready())
     }
@@ -533,7 +529,52 @@ impl Channel {
         Ok(appended)
     }
 
-    fn take(&self, attempt: Attempt) -> Result<Option<Vec<u8>>> {
+    fn take_one(&self, attempt: Attempt) -> Result<Option<Vec<u8>>> {
+        self.take_then(attempt, Ok)
+    }
+
+    /// Takes the next message as `take` does, waiting for the receive lock until `deadline`,
+    /// and passes it to `f` before consuming it: if `f` fails, the message stays in the ring.
+    pub(crate) fn take_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(Vec<u8>) -> Result<R>,
+    ) -> Result<Option<R>> {
+        self.take_then(Attempt::Until(deadline), f)
+    }
+
+    /// Bytes of messages waiting in the ring.
+    pub(crate) fn bytes_waiting(&self) -> u32 {
+        self.in_flight()
+    }
+
+    /// One sleep of at most `slice` until a message may be there or the stream ended (never a
+    /// `TimedOut`); with `IfPeersGone`, stops once every producer is gone and `nothing_else()`.
+    pub(crate) fn wait_readable_for(
+        &self,
+        slice: Duration,
+        nothing_else: impl Fn() -> bool,
+    ) -> Result<()> {
+        let ready = || self.in_flight() != 0 || self.is_ended();
+        let deadline = platform::deadline_after(Some(slice));
+        match self.wait_for(
+            RECV_SLEEPERS,
+            RECV_EVENT,
+            deadline,
+            "a message",
+            ready,
+            || self.check_peers(peers::PRODUCER, || !ready() && nothing_else()),
+        ) {
+            Err(e) if e.code() == ErrorCode::TimedOut => Ok(()),
+            other => other,
+        }
+    }
+
+    fn take_then<R>(
+        &self,
+        attempt: Attempt,
+        f: impl FnOnce(Vec<u8>) -> Result<R>,
+    ) -> Result<Option<R>> {
         let message = self
             .locked_as(RECV_LOCK, attempt, || {
                 let head = self.word(HEAD).load(Ordering::SeqCst);
@@ -552,6 +593,7 @@ impl Channel {
                 }
                 let mut message = vec![0u8; length];
                 self.copy_out((start + 4) % self.capacity as usize, &mut message);
+                let out = f(message)?;
                 // SYNC POINT (consume): the bytes are copied out before they are handed back.
                 self.word(HEAD).store(
                     head.wrapping_add(frame_size(length) as u32),
@@ -560,7 +602,7 @@ impl Channel {
                 let received = self.word(RECEIVED).load(Ordering::Relaxed);
                 self.word(RECEIVED)
                     .store(received.wrapping_add(1), Ordering::Relaxed);
-                Ok(Some(message))
+                Ok(Some(out))
             })?
             .flatten();
         if message.is_some() {

@@ -31,6 +31,7 @@ pub mod mutex;
 pub mod name;
 pub mod peers;
 pub mod platform;
+pub mod queue;
 pub mod segment;
 mod shm;
 pub mod topic;
@@ -44,6 +45,7 @@ pub use mutex::MutexStats;
 pub use mutex::{Acquired, MutexCell, MUTEX_ALIGN, MUTEX_SIZE};
 pub use peers::{Peer, Peers};
 pub use platform::{current_thread, Liveness, ThreadIdentity, WaitOutcome};
+pub use queue::{Job, TakeOptions};
 pub use segment::{CreateOptions, Segment, SegmentReport, DEFAULT_MODE, MAX_DATA_SIZE};
 pub use topic::{Slow, Subscription, Topic, TopicOptions, TopicStats};
 
