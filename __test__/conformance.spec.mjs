@@ -1,5 +1,6 @@
 // The conformance vectors (conformance/*.json), run by the TypeScript implementations of the
-// channel ring and the topic subscriber: the same files the Rust and Python suites run.
+// channel ring and the topic subscriber, and by the binding's channel peers: the same files the
+// Rust, Go and Python suites run.
 import fs from 'node:fs'
 
 import test from 'ava'
@@ -77,5 +78,22 @@ for (const [n, vector] of load('topic.json').entries()) {
       if (result.message === undefined && result.error !== 'ERR_SHM_LAGGED') break
     }
     t.deepEqual(got, vector.expect)
+  })
+}
+
+for (const [n, vector] of load('peers.json').entries()) {
+  test(`peers: ${vector.name}`, (t) => {
+    const name = uniqueName(t, `conf-peers-${n}`)
+    const channel = Channel.create(name, { capacity: 64 }) // attach slot 0
+    const raw = Segment.open(name) // slot 1
+    const handles = vector.slots.slice(2).map(() => Channel.open(name)) // slots 2, 3, ...
+    t.teardown(() => [channel, raw, ...handles].forEach((h) => h.close()))
+    vector.slots.forEach((state, slot) => state === 'free' && handles[slot - 2].close())
+    const words = new Uint32Array(raw.buffer)
+    vector.roles.forEach((word, i) => (words[CONTRACT.channel.roles / 4 + i] = word))
+    words[CONTRACT.channel.peersSeen / 4] = vector.seen
+    const { peers, producers, consumers, producersGone, consumersGone } = channel.peers()
+    t.true(peers.every((p) => p.pid === process.pid && p.state === 'alive'))
+    t.deepEqual({ peers: peers.length, producers, consumers, producersGone, consumersGone }, vector.expect)
   })
 }

@@ -1,5 +1,6 @@
 // Writes the conformance vectors (conformance/*.json) from the cases below: byte images of a
-// channel's and a topic's control words and ring, valid, wrapped and damaged, each with the
+// channel's and a topic's control words and ring, valid, wrapped and damaged, and of a channel's
+// peer role bits over attach slots, each with the
 // outcome every implementation must reach (docs/CHANNELS.md, docs/TOPIC.md). The expected
 // outcomes are written here by hand from the protocol, never computed by an implementation.
 // The Rust, TypeScript and Python suites run them (conformance/README.md).
@@ -198,8 +199,77 @@ const topics = [
   }),
 ]
 
+// ------------------------------------------------------------------------------- peers
+// Each case: the state of the first attach slots as a runner makes them (slot 0: the handle that
+// creates the channel; slot 1: the raw handle it writes the words with; then channel handles
+// opened, and closed where the case says 'free'), the role bits it then writes (by slot: 'p'
+// producer, 'c' consumer, 'pc' both) and the `peers_seen` word, and what the creator's peers
+// report gives. Every slot's process is the runner's own, alive.
+const ROLE_WORDS = 14
+function peersCase(name, { slots, roles = {}, seen, expect }) {
+  if (slots[0] !== 'open' || slots[1] !== 'open') throw new Error(`${name}: slots 0 and 1 are the runner's handles`)
+  const words = new Array(ROLE_WORDS).fill(0)
+  for (const [slot, role] of Object.entries(roles)) {
+    const bits = (role.includes('p') ? 1 : 0) | (role.includes('c') ? 2 : 0)
+    words[Math.floor(slot / 16)] = (words[Math.floor(slot / 16)] | (bits << ((slot % 16) * 2))) >>> 0
+  }
+  return { name, slots, roles: words, seen, expect }
+}
+
+const open = (n) => new Array(n).fill('open')
+const peers = [
+  peersCase('nobody announced a role', {
+    slots: open(2),
+    seen: 0,
+    expect: { peers: 0, producers: 0, consumers: 0, producersGone: false, consumersGone: false },
+  }),
+  peersCase('a producer and a consumer, both alive', {
+    slots: open(3),
+    roles: { 0: 'c', 2: 'p' },
+    seen: 3,
+    expect: { peers: 2, producers: 1, consumers: 1, producersGone: false, consumersGone: false },
+  }),
+  peersCase('the only producer closed: its bits on a free slot mean nothing, producers are gone', {
+    slots: ['open', 'open', 'free'],
+    roles: { 0: 'c', 2: 'p' },
+    seen: 3,
+    expect: { peers: 1, producers: 0, consumers: 1, producersGone: true, consumersGone: false },
+  }),
+  peersCase('a role never seen is not gone, even with bits on a free slot', {
+    slots: ['open', 'open', 'free'],
+    roles: { 2: 'p' },
+    seen: 0,
+    expect: { peers: 0, producers: 0, consumers: 0, producersGone: false, consumersGone: false },
+  }),
+  peersCase('seen, and no slot with the bit: gone', {
+    slots: open(2),
+    roles: { 1: 'c' },
+    seen: 1,
+    expect: { peers: 1, producers: 0, consumers: 1, producersGone: true, consumersGone: false },
+  }),
+  peersCase('both roles in the top bits of word 0 (slot 15)', {
+    slots: open(16),
+    roles: { 15: 'pc' },
+    seen: 3,
+    expect: { peers: 1, producers: 1, consumers: 1, producersGone: false, consumersGone: false },
+  }),
+  peersCase('slot 17 is in word 1; slot 16, free, counts for nothing', {
+    slots: [...open(16), 'free', 'open'],
+    roles: { 16: 'p', 17: 'c' },
+    seen: 3,
+    expect: { peers: 1, producers: 0, consumers: 1, producersGone: true, consumersGone: false },
+  }),
+  peersCase('consumers gone, producers alive', {
+    slots: [...open(4), 'free'],
+    roles: { 3: 'p', 4: 'c' },
+    seen: 3,
+    expect: { peers: 1, producers: 1, consumers: 0, producersGone: false, consumersGone: true },
+  }),
+]
+
 const files = {
   'channel.json': { protocol: 'docs/CHANNELS.md', layoutVersion: 1, cases: channels },
+  'peers.json': { protocol: 'docs/CHANNELS.md#peers', layoutVersion: 1, cases: peers },
   'topic.json': { protocol: 'docs/TOPIC.md', layoutVersion: 1, cases: topics },
 }
 let stale = 0

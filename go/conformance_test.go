@@ -173,3 +173,76 @@ func TestChannelScribbledMemory(t *testing.T) {
 		t.Fatal("no damage was detected")
 	}
 }
+
+// The peers vectors (conformance/peers.json): role bits over attach slots, read by Peers.
+func TestPeersConformanceVectors(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join(repoRoot(), "conformance", "peers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Cases []struct {
+			Name   string   `json:"name"`
+			Slots  []string `json:"slots"`
+			Roles  []uint32 `json:"roles"`
+			Seen   uint32   `json:"seen"`
+			Expect struct {
+				Peers         int  `json:"peers"`
+				Producers     int  `json:"producers"`
+				Consumers     int  `json:"consumers"`
+				ProducersGone bool `json:"producersGone"`
+				ConsumersGone bool `json:"consumersGone"`
+			} `json:"expect"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(text, &file); err != nil {
+		t.Fatal(err)
+	}
+	if len(file.Cases) == 0 {
+		t.Fatal("no cases")
+	}
+	for _, c := range file.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			name := testName(t)
+			ch, err := CreateChannel(name, 64, CodecBytes) // attach slot 0
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ch.Close()
+			raw, err := Open(name) // slot 1
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			// Every handle first, then the closes: a handle closed at once would leave its slot
+			// to the next one.
+			handles := make([]*Channel, len(c.Slots)-2)
+			for i := range handles {
+				if handles[i], err = OpenChannel(name); err != nil {
+					t.Fatal(err)
+				}
+				defer handles[i].Close()
+			}
+			for i, h := range handles {
+				if c.Slots[i+2] == "free" {
+					_ = h.Close()
+				}
+			}
+			d := raw.Data()
+			for i, word := range c.Roles {
+				store32(d, chRoles+i*4, word)
+			}
+			store32(d, chPeersSeen, c.Seen)
+			p, err := ch.Peers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Expect
+			got.Peers, got.Producers, got.Consumers = len(p.Peers), p.Producers, p.Consumers
+			got.ProducersGone, got.ConsumersGone = p.ProducersGone, p.ConsumersGone
+			if got != c.Expect {
+				t.Fatalf("got %+v, want %+v (%+v)", got, c.Expect, p)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import shmkit
 VECTORS = Path(__file__).resolve().parents[2] / "conformance"
 # Offsets of docs/CHANNELS.md and docs/TOPIC.md (the tests check the layout, so they spell it out).
 CHANNEL = {"ended": 16, "tail": 64, "head": 128, "ring": 512}
+PEERS = {"seen": 20, "roles": 320}
 TOPIC = {"ring_at": 28, "tail": 64, "writing": 68, "head": 72, "published": 76}
 
 
@@ -84,3 +85,29 @@ def test_topic_vectors(vector, name):
     subscription.close()
     view.release()
     raw.close()
+
+
+@pytest.mark.parametrize("vector", cases("peers.json"), ids=lambda v: v["name"])
+def test_peers_vectors(vector, name):
+    channel = shmkit.Channel.create(name, capacity=64)  # attach slot 0
+    raw = shmkit._native.Segment.open(name, any_kind=True)  # slot 1
+    handles = [shmkit.Channel.open(name) for _ in vector["slots"][2:]]  # slots 2, 3, ...
+    for handle, state in zip(handles, vector["slots"][2:]):
+        if state == "free":
+            handle.close()
+    view = memoryview(raw)
+    for i, word in enumerate(vector["roles"]):
+        put(view, PEERS["roles"] + 4 * i, word)
+    put(view, PEERS["seen"], vector["seen"])
+    report = channel.peers()
+    got = {
+        "peers": len(report["peers"]),
+        "producers": report["producers"],
+        "consumers": report["consumers"],
+        "producersGone": report["producers_gone"],
+        "consumersGone": report["consumers_gone"],
+    }
+    assert got == vector["expect"]
+    view.release()
+    for handle in (raw, channel, *handles):
+        handle.close()

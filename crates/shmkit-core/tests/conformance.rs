@@ -152,3 +152,40 @@ fn topic_vectors() {
         Segment::unlink(&name).unwrap();
     }
 }
+
+#[test]
+fn peers_vectors() {
+    use shmkit_core::peers::{CONSUMER, PRODUCER};
+    for (n, case) in vectors("peers.json").iter().enumerate() {
+        let name = format!("core-conformance-peers-{n}-{}", std::process::id());
+        let _ = Segment::unlink(&name);
+        let channel = Channel::create(&name, 64, CODEC_BYTES).unwrap(); // attach slot 0
+        let segment = raw(&name); // slot 1
+        let slots = case["slots"].as_array().unwrap();
+        let mut handles: Vec<Option<Channel>> = slots[2..]
+            .iter()
+            .map(|_| Some(Channel::open(&name, std::time::Duration::from_secs(2)).unwrap()))
+            .collect();
+        for (slot, state) in slots.iter().enumerate().skip(2) {
+            if state == "free" {
+                handles[slot - 2] = None; // dropping detaches
+            }
+        }
+        for (i, word) in case["roles"].as_array().unwrap().iter().enumerate() {
+            set(&segment, ch::ROLES + i * 4, u32_of(word));
+        }
+        set(&segment, ch::PEERS_SEEN, u32_of(&case["seen"]));
+        let peers = channel.peers();
+        let got = serde_json::json!({
+            "peers": peers.peers.len(),
+            "producers": peers.live(PRODUCER),
+            "consumers": peers.live(CONSUMER),
+            "producersGone": peers.gone(PRODUCER),
+            "consumersGone": peers.gone(CONSUMER),
+        });
+        assert_eq!(got, case["expect"], "peers case {:?}", case["name"]);
+        assert!(peers.peers.iter().all(|p| p.pid == std::process::id()));
+        drop(handles);
+        Segment::unlink(&name).unwrap();
+    }
+}
