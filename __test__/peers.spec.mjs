@@ -13,18 +13,22 @@ import { startFixture, throwsCoded, uniqueName } from './helpers.mjs'
 const cli = fileURLToPath(new URL('../bin/shmkit.js', import.meta.url))
 
 /** A process that opens channel `name`, sends `count` messages (or receives them, as a
- * consumer), reports 'done' and then sleeps until it is killed: it never closes the channel. */
-async function peerProcess(name, role, count = 1) {
+ * consumer), reports 'done' and then sleeps until it is killed (at the latest when test `t`
+ * ends): it never closes the channel. */
+async function peerProcess(t, name, role, count = 1) {
   const body = `
     const ch = shmkit.Channel.open(args[0], { codec: 'json' })
     for (let i = 0; i < Number(args[2]); i++) {
       if (args[1] === 'producer') ch.send({ from: process.pid, i }, { timeout: 10000 })
       else ch.recv({ timeout: 10000 })
     }
+    globalThis.held = ch // a handle nobody references may be collected, and then it detaches
     await send('done')
     setInterval(() => {}, 1 << 30)
   `
   const child = startFixture('script.mjs', [body, name, role, count])
+  // A failed assertion ends the test at once: the process must not outlive it.
+  t.teardown(() => child.kill('SIGKILL'))
   await child.nextMessage((m) => m === 'done')
   return child
 }
@@ -46,7 +50,7 @@ test('peers() lists producers and consumers with their pids; a SIGKILLed produce
     consumersGone: false,
     unlisted: 0,
   })
-  const producer = await peerProcess(name, 'producer')
+  const producer = await peerProcess(t, name, 'producer')
   t.deepEqual(ch.recv({ timeout: 5000 }), { from: producer.pid, i: 0 })
   let peers = ch.peers()
   t.is(peers.producers, 1)
@@ -81,7 +85,7 @@ test("ifPeersGone 'end': for await ends once the last of 3 producers is SIGKILLe
   const name = uniqueName(t, 'peers')
   const ch = Channel.create(name, { capacity: 1 << 16, codec: 'json', ifPeersGone: 'end' })
   t.teardown(() => ch.close())
-  const producers = await Promise.all([0, 1, 2].map(() => peerProcess(name, 'producer', 100)))
+  const producers = await Promise.all([0, 1, 2].map(() => peerProcess(t, name, 'producer', 100)))
   const received = []
   const loop = (async () => {
     for await (const message of ch) received.push(message)
@@ -103,7 +107,7 @@ test("ifPeersGone 'throw': recv, recvAsync and take throw ERR_SHM_NO_PRODUCERS; 
   })
   // No producer yet: not "gone", the receiver waits (and times out) as before.
   throwsCoded(t, () => ch.recv({ timeout: 200 }), Error, 'ETIMEDOUT')
-  const producer = await peerProcess(name, 'producer', 2)
+  const producer = await peerProcess(t, name, 'producer', 2)
   await kill(producer)
   // Its messages are still delivered: the ring is read before the peers are judged.
   t.is(ch.recv({ timeout: 5000 }).i, 0)
@@ -146,7 +150,7 @@ test("take with ifPeersGone 'end' waits while a job is in flight, ends once it i
   const name = uniqueName(t, 'peers')
   const ch = Channel.create(name, { capacity: 1024, codec: 'json', ifPeersGone: 'end' })
   t.teardown(() => ch.close())
-  const producer = await peerProcess(name, 'producer', 1)
+  const producer = await peerProcess(t, name, 'producer', 1)
   await kill(producer)
   const job = await ch.take({ timeout: 5000 })
   // The job could still come back (nack, death of its holder): not over yet.
@@ -163,6 +167,7 @@ test('a worker-thread producer that is terminated counts as gone', async (t) => 
     `const { Channel } = require(${JSON.stringify(fileURLToPath(new URL('../index.js', import.meta.url)))})
      const { parentPort, workerData } = require('node:worker_threads')
      const ch = Channel.open(workerData, { codec: 'json' })
+     globalThis.held = ch // referenced until the worker is terminated
      ch.send({ from: 'worker' })
      parentPort.postMessage('sent')
      setInterval(() => {}, 1 << 30)`,
@@ -180,7 +185,7 @@ test('a sender on a full channel throws ERR_SHM_NO_CONSUMERS once its consumer i
   const ch = Channel.create(name, { capacity: 64, codec: 'json', ifPeersGone: 'throw' })
   t.teardown(() => ch.close())
   ch.send({ i: 0 })
-  const consumer = await peerProcess(name, 'consumer', 1)
+  const consumer = await peerProcess(t, name, 'consumer', 1)
   t.is(ch.peers().consumers, 1)
   while (ch.trySend({ i: 9 })); // full: not even room for one more message of this size
   await kill(consumer)
@@ -193,7 +198,7 @@ test("a dead producer's attach slot, taken by a consumer, does not make it a pro
   const name = uniqueName(t, 'peers')
   const ch = Channel.create(name, { capacity: 1024, codec: 'json' })
   t.teardown(() => ch.close())
-  const producer = await peerProcess(name, 'producer', 1)
+  const producer = await peerProcess(t, name, 'producer', 1)
   await kill(producer)
   // The next open reaps the dead producer's slot and takes it.
   const consumer = Channel.open(name, { ifPeersGone: 'throw' })

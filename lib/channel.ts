@@ -261,7 +261,8 @@ export class Channel<T = unknown> {
   /**
    * Who produces into and consumes from this channel, in every process, with whether each is
    * alive: a snapshot. A handle counts as a producer from its first send, as a consumer from its
-   * first receive or take; it stops counting when it closes or its process dies.
+   * first receive or take; it stops counting when it closes, is garbage-collected unclosed, or its
+   * process dies.
    */
   peers(): ChannelPeers {
     this[HANDLE].assertOpen()

@@ -262,6 +262,7 @@ def test_peers_across_languages_and_receivers_that_stop_when_producers_die(name,
     sender = node(
         """
         const ch = shmkit.Channel.open(args[0]); ch.send({ from: 'node' }); console.log('sent')
+        globalThis.held = ch // referenced (a collected handle detaches) until the process is killed
         setInterval(() => {}, 1000)
         """,
         name,
@@ -293,6 +294,7 @@ def test_node_and_python_takers_share_one_in_flight_table(name, node):
         const ch = shmkit.Channel.open(args[0])
         const job = await ch.take({ timeout: 5000 })
         console.log(JSON.stringify([job.value, job.deliveries]))
+        globalThis.held = ch
         setInterval(() => {}, 1000) // holds it, unacknowledged, until killed
         """,
         name,
