@@ -160,7 +160,8 @@ test('3 producers x 3 consumers with consumers SIGKILLed: every job processed at
     const reports = shmkit.Channel.open(args[1])
     for (;;) {
       let job
-      try { job = await ch.take({ timeout: 3000, leaseMs: 2000 }) } catch (e) { if (e.code === 'ETIMEDOUT') break; throw e }
+      // A long lease: only deaths redeliver here, never a consumer slowed down by a loaded machine.
+      try { job = await ch.take({ timeout: 3000, leaseMs: 30000 }) } catch (e) { if (e.code === 'ETIMEDOUT') break; throw e }
       reports.send({ processed: job.value, deliveries: job.deliveries })
       await new Promise((r) => setTimeout(r, 1))
       if (job.ack()) reports.send({ acked: job.value })
