@@ -131,6 +131,19 @@ test('end: take drains the ring and the in-flight table, then ends', async (t) =
   await t.throwsAsync(ch.take({ timeout: 1000 }), { code: 'ERR_SHM_CHANNEL_ENDED' })
 })
 
+test("take() on a channel whose name leaves no room for its in-flight table's name says why", async (t) => {
+  const name = uniqueName(t, 'q').padEnd(195, 'x')
+  const ch = Channel.create(name, { capacity: 64 })
+  t.teardown(() => {
+    ch.close()
+    Channel.unlink(name)
+  })
+  ch.send('job')
+  const error = await t.throwsAsync(ch.take({ timeout: 1000 }), { code: 'ENAMETOOLONG' })
+  t.regex(error.message, /at most 191 characters for take\(\), not 195/)
+  t.is(new TextDecoder().decode(ch.recv({ timeout: 1000 })), 'job', 'the message stays')
+})
+
 test('bad input gets coded errors', async (t) => {
   const ch = freshQueue(t)
   await t.throwsAsync(ch.take({ leaseMs: 0 }), { code: 'ERR_OUT_OF_RANGE' })

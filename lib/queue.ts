@@ -23,7 +23,14 @@ import {
   type Ring,
   type SideLock,
 } from './ring'
-import { validateInteger, validateOptions, validateSignal, validateTimeout, type AsyncOptions } from './validate'
+import {
+  MAX_NAME_LENGTH,
+  validateInteger,
+  validateOptions,
+  validateSignal,
+  validateTimeout,
+  type AsyncOptions,
+} from './validate'
 import { deadlineOf, remainingMs } from './waiting'
 
 /** Options of `ch.take()`. */
@@ -79,6 +86,8 @@ const SLEEP_SLICE_MS = 250
  * at its end.
  */
 const SCAN_EVERY_MS = 50
+/** The in-flight table of channel `name` is the map `name + INFLIGHT_SUFFIX`. */
+const INFLIGHT_SUFFIX = '.inflight'
 
 const ME = currentThreadIdentity()
 /** In-flight ids: unique per thread (random) and per take (a counter), without a random draw each time. */
@@ -125,7 +134,15 @@ export class InFlight {
   constructor(channelName: string, ringCapacity: number) {
     // Every opener computes the same geometry from the channel's capacity (openOrCreate checks it).
     const memory = Math.max(1 << 20, 4 * ringCapacity + 4 * RECORD_HEADER * INFLIGHT_CAPACITY)
-    this.map = SharedMap.openOrCreate(`${channelName}.inflight`, {
+    const name = `${channelName}${INFLIGHT_SUFFIX}`
+    if (name.length > MAX_NAME_LENGTH) {
+      throw stateError(
+        'ENAMETOOLONG',
+        `take() keeps the messages in flight in a map named "<channel>${INFLIGHT_SUFFIX}": the channel's name ` +
+          `must be at most ${MAX_NAME_LENGTH - INFLIGHT_SUFFIX.length} characters for take(), not ${channelName.length}`,
+      )
+    }
+    this.map = SharedMap.openOrCreate(name, {
       capacity: INFLIGHT_CAPACITY,
       memory: 2 ** Math.ceil(Math.log2(memory)),
       codec: 'bytes',
@@ -166,7 +183,7 @@ export interface TakenMessage {
 export function takenMessages(name: string): TakenMessage[] | undefined {
   let map: SharedMap<Uint8Array>
   try {
-    map = SharedMap.open<Uint8Array>(`${name}.inflight`)
+    map = SharedMap.open<Uint8Array>(`${name}${INFLIGHT_SUFFIX}`)
   } catch (error) {
     if ((error as { code?: string }).code === 'ENOENT') return undefined
     throw error

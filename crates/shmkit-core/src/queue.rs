@@ -20,11 +20,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::channel::Channel;
 use crate::error::{Error, ErrorCode, Result};
 use crate::map::{MapOptions, SharedMap};
+use crate::name::MAX_NAME_LEN;
 use crate::platform::{self, Liveness, ThreadIdentity};
 use crate::segment::OpenOptions;
 
 /// Entries of an in-flight table: messages taken and not acknowledged, channel-wide.
 pub const INFLIGHT_CAPACITY: usize = 4096;
+/// The in-flight table of channel `name` is the map `name + INFLIGHT_SUFFIX`.
+pub const INFLIGHT_SUFFIX: &str = ".inflight";
 /// Bytes before the payload in a record.
 pub const RECORD_HEADER: usize = 32;
 /// Longest sleep of a waiting take: leases and deaths are looked for between sleeps.
@@ -43,6 +46,18 @@ pub fn inflight_memory(ring_capacity: usize) -> usize {
 /// Opens (or creates) the in-flight table of channel `name`, whose ring holds `ring_capacity`
 /// bytes.
 pub fn open_inflight(name: &str, ring_capacity: usize) -> Result<SharedMap> {
+    let map_name = format!("{name}{INFLIGHT_SUFFIX}");
+    if map_name.len() > MAX_NAME_LEN {
+        return Err(Error::new(
+            ErrorCode::NameTooLong,
+            format!(
+                "take() keeps the messages in flight in a map named \"<channel>{INFLIGHT_SUFFIX}\": the \
+                 channel's name must be at most {} characters for take(), not {}",
+                MAX_NAME_LEN - INFLIGHT_SUFFIX.len(),
+                name.len()
+            ),
+        ));
+    }
     let options = MapOptions {
         memory: inflight_memory(ring_capacity),
         codec: crate::channel::CODEC_BYTES,

@@ -193,3 +193,19 @@ fn javascript_and_rust_consumers_share_the_in_flight_table() {
     let acked = node_takes(&root, &fixture.0, "process.stdout.write(' ' + job.ack())");
     assert_eq!(acked, "from rust 3 true");
 }
+
+/// A channel name too long for its in-flight table's name: a clear error from `take`, which
+/// says why, instead of one about a name the caller never gave.
+#[test]
+fn take_on_a_channel_whose_name_leaves_no_room_for_the_table_says_why() {
+    let name = format!("core-queue-long-{}-{}", std::process::id(), "x".repeat(200));
+    let name = &name[..195];
+    let _ = Segment::unlink(name);
+    let channel = Channel::create(name, 64, CODEC_BYTES).unwrap();
+    channel.send(b"job", None).unwrap();
+    let err = channel.take(&waiting(Duration::from_secs(1))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NameTooLong);
+    assert!(err.message().contains("at most 191 characters"), "{err}");
+    assert_eq!(channel.recv(SECOND).unwrap(), b"job", "the message stays");
+    Segment::unlink(name).unwrap();
+}
