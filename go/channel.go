@@ -128,6 +128,7 @@ func newChannel(seg *Segment, capacity uint32) *Channel {
 	seg.notePlacedMutex(chSendLock)
 	seg.notePlacedMutex(chRecvLock)
 	ch.join()
+	seg.afterDetach = ch.left
 	return ch
 }
 

@@ -74,23 +74,41 @@ func (ch *Channel) join() {
 	ch.updateRoles(func(bits, shift uint32) uint32 { return bits &^ (3 << shift) })
 }
 
-// announce records this mapping's role the first time it plays it.
+// announce records this mapping's role the first time it plays it: in shared memory first
+// (idempotent), then in the local cache, so that no goroutine skips it while another is between
+// the two.
 func (ch *Channel) announce(role uint32) {
-	for {
-		old := ch.roles.Load()
-		if old&role != 0 {
-			return // announced already (by this goroutine or another)
-		}
-		if ch.roles.CompareAndSwap(old, old|role) {
-			break
-		}
+	if ch.roles.Load()&role != 0 {
+		return
 	}
 	ch.updateRoles(func(bits, shift uint32) uint32 { return bits | role<<shift })
 	seen := u32(ch.data, chPeersSeen)
 	for {
 		old := atomic.LoadUint32(seen)
 		if old&role != 0 || atomic.CompareAndSwapUint32(seen, old, old|role) {
+			break
+		}
+	}
+	for {
+		old := ch.roles.Load()
+		if old&role != 0 || ch.roles.CompareAndSwap(old, old|role) {
 			return
+		}
+	}
+}
+
+// left runs when the handle closes, its attach slot freed: a producer (consumer) gone wakes
+// waiting receivers (senders), so they look at who is left at once.
+func (ch *Channel) left() {
+	roles := ch.roles.Load()
+	for _, side := range []struct {
+		role  uint32
+		event int
+	}{{roleProducer, chRecvEvent}, {roleConsumer, chSendEvent}} {
+		if roles&side.role != 0 {
+			e := u32(ch.data, side.event)
+			atomic.AddUint32(e, 1)
+			futexWake(e, 1<<31-1)
 		}
 	}
 }

@@ -42,6 +42,9 @@ type Segment struct {
 	data []byte // the data area
 
 	attachment attached
+	// afterDetach runs in Close once the attachment is forgotten, before the unmap (a channel
+	// wakes the other side there: see peers.go).
+	afterDetach func()
 
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when users drops to 0 (made by Close)
@@ -400,6 +403,9 @@ func (s *Segment) Close() error {
 	var err error
 	if s.attachment != overflowed || s.info.AutoUnlink {
 		_, err = detach(s, s.attachment, s.info.AutoUnlink)
+	}
+	if s.afterDetach != nil {
+		s.afterDetach()
 	}
 	if s.m != nil {
 		s.m.unmap()

@@ -653,10 +653,11 @@ impl PyChannel {
     ) -> PyResult<(String, u32, Bound<'py, PyBytes>)> {
         let channel = self.get(py)?;
         let limit = self::timeout(py, timeout)?;
-        if !(lease.is_finite() && lease > 0.0) {
+        let most = shmkit_core::queue::MAX_LEASE.as_secs_f64();
+        if !(0.001..=most).contains(&lease) {
             return Err(value_error(
                 py,
-                format!("lease must be a number of seconds > 0, not {lease}"),
+                format!("lease must be from 0.001 to {most} seconds, not {lease}"),
             ));
         }
         if max_deliveries == 0 {

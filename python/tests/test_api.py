@@ -268,8 +268,9 @@ def test_take_ack_nack_lease_dead_letter_and_a_killed_taker(name):
         with pytest.raises(shmkit.ShmkitError) as ended:
             channel.take(timeout=5)
         assert ended.value.code == "ERR_SHM_CHANNEL_ENDED"
-        with pytest.raises(ValueError):
-            channel.take(lease=0)
+        for lease in (0, 1e-9, 1e20, float("nan")):
+            with pytest.raises(ValueError):
+                channel.take(lease=lease)
     finally:
         for ch in (channel, dead):
             ch.close()

@@ -224,7 +224,7 @@ impl Channel {
 
     /// What blocking `recv` and `send` do once every producer (consumer) is gone; see
     /// [`IfPeersGone`]. Detected before each sleep: within a sleep slice (1 s) of a death, at
-    /// once when a JavaScript peer closes its handle.
+    /// once when a peer closes its handle (or drops it, in Rust).
     pub fn set_if_peers_gone(&self, mode: IfPeersGone) {
         self.if_peers_gone.store(mode as u32, Ordering::Relaxed);
     }
@@ -237,15 +237,17 @@ impl Channel {
     /// Records this mapping's role the first time it plays it.
     pub(crate) fn announce(&self, role: u32) {
         if self.announced.load(Ordering::Relaxed) & role == 0 {
-            self.announced.fetch_or(role, Ordering::Relaxed);
+            // Shared memory first (idempotent), then the local cache: no thread skips the
+            // announcement while another is between the two.
             peers::announce(&self.segment, role);
+            self.announced.fetch_or(role, Ordering::Relaxed);
         }
     }
 
     /// Before a sleep: stops a receiver (`role` PRODUCER) or sender (CONSUMER) whose other side
     /// is gone, if it asked to, and if `still_waiting()` (re-read after the peers: a producer's
     /// last message is published before it can be seen dead) says the wait is still needed.
-    fn check_peers(&self, role: u32, still_waiting: impl Fn() -> bool) -> Result<()> {
+    pub(crate) fn check_peers(&self, role: u32, still_waiting: impl Fn() -> bool) -> Result<()> {
         let mode = self.if_peers_gone.load(Ordering::Relaxed);
         if mode == IfPeersGone::Wait as u32 || !self.peers().gone(role) || !still_waiting() {
             return Ok(());
@@ -687,6 +689,18 @@ impl Channel {
         {
             self.word(event).fetch_add(1, Ordering::SeqCst);
             platform::wake(self.word(event), u32::MAX);
+        }
+    }
+}
+
+impl Drop for Channel {
+    /// A producer (consumer) going away wakes waiting receivers (senders) once its attach slot
+    /// is free, so that those stopping when the other side is gone look again at once.
+    fn drop(&mut self) {
+        let roles = *self.announced.get_mut();
+        if roles != 0 {
+            self.segment.release_attachment();
+            peers::left(&self.segment, roles);
         }
     }
 }

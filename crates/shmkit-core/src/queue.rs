@@ -30,6 +30,8 @@ pub const INFLIGHT_CAPACITY: usize = 4096;
 pub const INFLIGHT_SUFFIX: &str = ".inflight";
 /// Bytes before the payload in a record.
 pub const RECORD_HEADER: usize = 32;
+/// The longest lease (as the TypeScript `leaseMs`: 2^31 ms).
+pub const MAX_LEASE: Duration = Duration::from_millis(1 << 31);
 /// Longest sleep of a waiting take: leases and deaths are looked for between sleeps.
 const SLEEP_SLICE: Duration = Duration::from_millis(250);
 /// How often a handle looks through the table for messages due again, at most, while messages
@@ -165,23 +167,52 @@ fn parse(bytes: &[u8]) -> Option<Record> {
     })
 }
 
-fn is_me(holder: &ThreadIdentity) -> bool {
-    *holder == platform::current_thread()
+/// Liveness verdicts of one scan of the table: each holder is judged once (a scan may read
+/// thousands of records, and it re-checks each claim under the map's lock).
+struct Verdicts {
+    me: ThreadIdentity,
+    /// By holder: (tid, namespace, start time, pid).
+    dead: std::collections::HashMap<(u32, u32, u64, u32), bool>,
 }
 
-/// Whether a record is due again: its lease ended, or its holder is dead (a holder in another
-/// PID namespace is never judged dead).
-fn due(r: &Record, now: f64) -> bool {
-    r.deadline <= now || (!is_me(&r.holder) && platform::liveness(&r.holder) == Liveness::Dead)
+impl Verdicts {
+    fn new() -> Self {
+        Verdicts {
+            me: platform::current_thread(),
+            dead: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether a record is due again: its lease ended, or its holder is dead (a holder in
+    /// another PID namespace is never judged dead).
+    fn due(&mut self, r: &Record, now: f64) -> bool {
+        if r.deadline <= now {
+            return true;
+        }
+        if r.holder == self.me {
+            return false;
+        }
+        *self
+            .dead
+            .entry((
+                r.holder.tid,
+                r.holder.namespace,
+                r.holder.start_time,
+                r.holder.pid,
+            ))
+            .or_insert_with(|| platform::liveness(&r.holder) == Liveness::Dead)
+    }
 }
 
-/// Ids unique per process (a random-ish prefix) and per take (a counter).
+/// Ids unique per process and per take: a prefix drawn once (with the pid in it, so that a
+/// forked child, which inherits the prefix and the counter, still makes ids of its own) and a
+/// counter.
 fn new_id() -> String {
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(crate::header::new_instance);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-    format!("j:{prefix:016x}.r{n:x}")
+    format!("j:{prefix:016x}.{:x}.r{n:x}", std::process::id())
 }
 
 impl Channel {
@@ -196,6 +227,16 @@ impl Channel {
             return Err(Error::new(
                 ErrorCode::OutOfRange,
                 "max_deliveries must be at least 1",
+            ));
+        }
+        if options.lease < Duration::from_millis(1) || options.lease > MAX_LEASE {
+            return Err(Error::new(
+                ErrorCode::OutOfRange,
+                format!(
+                    "The lease must be from 1 ms to {} s, not {:?}",
+                    MAX_LEASE.as_secs(),
+                    options.lease
+                ),
             ));
         }
         self.announce(crate::peers::CONSUMER);
@@ -226,6 +267,19 @@ impl Channel {
             if let Some(job) = taken {
                 return Ok(job);
             }
+            // The end, and peers gone, before the timeout: as the TypeScript side decides.
+            let drained_after_end = self.is_ended() && self.bytes_waiting() == 0;
+            if drained_after_end && inflight.is_empty() {
+                return Err(Error::new(
+                    ErrorCode::ChannelEnded,
+                    format!("Channel {:?} has ended", self.name()),
+                ));
+            }
+            // A message in flight may still come back: only an empty table lets producers be
+            // "gone".
+            self.check_peers(crate::peers::PRODUCER, || {
+                self.bytes_waiting() == 0 && inflight.is_empty()
+            })?;
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
                 self.next_scan.store(0, Ordering::Relaxed);
@@ -243,20 +297,12 @@ impl Channel {
             let slice = SLEEP_SLICE
                 .min(options.lease)
                 .min(left.unwrap_or(SLEEP_SLICE));
-            if self.is_ended() && self.bytes_waiting() == 0 {
-                if inflight.is_empty() {
-                    return Err(Error::new(
-                        ErrorCode::ChannelEnded,
-                        format!("Channel {:?} has ended", self.name()),
-                    ));
-                }
+            if drained_after_end {
                 // Ended and drained, but messages are in flight: one may come back (its holder
                 // dies, its lease ends, it is given back). Nothing bumps the event: look later.
                 std::thread::sleep(slice);
                 continue;
             }
-            // A message in flight may still come back: only an empty table lets producers be
-            // "gone".
             self.wait_readable_for(slice, || inflight.is_empty())?;
         }
     }
@@ -281,10 +327,11 @@ impl Channel {
     /// count); whether it was.
     fn settle(&self, job: &Job, change: impl FnOnce(Record) -> Option<Vec<u8>>) -> Result<bool> {
         let inflight = self.inflight()?;
+        let me = platform::current_thread();
         let mut mine = false;
         inflight.update(job.id.as_bytes(), None, |current| {
             match current.and_then(parse) {
-                Some(r) if is_me(&r.holder) && r.deliveries == job.deliveries => {
+                Some(r) if r.holder == me && r.deliveries == job.deliveries => {
                     mine = true;
                     change(r)
                 }
@@ -318,19 +365,20 @@ impl Channel {
             return Ok(None);
         }
         let mut next = now + SCAN_EVERY_MS;
-        let me = platform::current_thread();
+        let mut verdicts = Verdicts::new();
+        let me = verdicts.me;
         for (key, value) in inflight.entries()? {
             let Some(seen) = parse(&value) else {
                 continue;
             };
-            if !due(&seen, now) {
+            if !verdicts.due(&seen, now) {
                 next = next.min(seen.deadline);
                 continue;
             }
             let mut claimed = None;
             inflight.update(&key, None, |current| match current.and_then(parse) {
                 // Re-checked under the map's lock: another consumer may have claimed it.
-                Some(r) if due(&r, now) => {
+                Some(r) if verdicts.due(&r, now) => {
                     let deliveries = r.deliveries.saturating_add(1);
                     let bytes = record(&me, deliveries, now + lease_ms, &r.payload);
                     claimed = Some((deliveries, r.payload));

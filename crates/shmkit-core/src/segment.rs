@@ -230,6 +230,21 @@ impl Segment {
         self.attach_table().overflow()
     }
 
+    /// Forgets this mapping's attachment now, as a drop does: never unlinks, even with
+    /// `auto_unlink` (idempotent). For owners that must act once the slot is free (a channel
+    /// wakes its peers).
+    pub fn release_attachment(&self) {
+        let attached = self
+            .attachment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(attached) = attached {
+            // Errors cannot be reported here; a leftover slot is reaped once we are dead.
+            let _ = self.attach_table().detach(&attached, false, || Ok(()));
+        }
+    }
+
     /// Reaps dead attachers of segment `name` without attaching and, for an `auto_unlink`
     /// segment with no live attacher left, removes it. Returns whether it was removed.
     pub fn collect(name: &str) -> Result<bool> {
@@ -763,15 +778,7 @@ impl Drop for Segment {
     /// user's back. Such a segment is removed by the next close or `collect` that finds no live
     /// attacher.
     fn drop(&mut self) {
-        let attached = self
-            .attachment
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(attached) = attached {
-            // Errors cannot be reported from a drop; a leftover slot is reaped once we are dead.
-            let _ = self.attach_table().detach(&attached, false, || Ok(()));
-        }
+        self.release_attachment();
     }
 }
 

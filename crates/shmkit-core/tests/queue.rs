@@ -147,6 +147,21 @@ fn take_ends_once_the_stream_ended_is_drained_and_nothing_is_in_flight() {
     assert!(channel.ack(&job).unwrap());
     let err = channel.take(&waiting(Duration::from_secs(5))).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ChannelEnded);
+    // Also with no time to wait: the end is told before the timeout.
+    let err = channel.take(&waiting(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ChannelEnded);
+    for lease in [
+        Duration::ZERO,
+        Duration::from_micros(999),
+        Duration::from_secs(1 << 40),
+    ] {
+        let options = TakeOptions {
+            lease,
+            ..waiting(Duration::ZERO)
+        };
+        let err = channel.take(&options).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::OutOfRange, "lease {lease:?}");
+    }
 }
 
 /// Runs a Node process that takes one job from channel `name`, prints `<text> <deliveries>`
