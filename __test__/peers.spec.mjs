@@ -177,12 +177,6 @@ test('a worker-thread producer that is terminated counts as gone', async (t) => 
   t.is(ch.peers().producers, 1)
   await worker.terminate()
   t.deepEqual(ch.recv({ timeout: 5000 }), { from: 'worker' })
-  if (process.versions.deno) {
-    // Deno does not release a terminated worker's native handles (docs/platforms.md): its
-    // handle stays attached, a live producer, until the process exits.
-    t.is(ch.peers().producers, 1)
-    return
-  }
   await t.throwsAsync(ch.recvAsync({ timeout: 10_000 }), { code: 'ERR_SHM_NO_PRODUCERS' })
 })
 

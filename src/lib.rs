@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod buffers;
+mod cleanup;
 mod contract;
 mod errors;
 mod introspection;

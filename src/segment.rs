@@ -28,8 +28,12 @@ pub struct NativeSegment {
     pub(crate) topic: Option<Arc<shmkit_core::Topic>>,
     pub(crate) created: bool,
     buffers_made: bool,
-    /// Channel roles this mapping announced (`shmkit_core::peers`): `close` wakes the other side.
-    roles: u32,
+    /// Channel roles this mapping announced (`shmkit_core::peers`): `close` wakes the other side
+    /// (shared with the environment's cleanup hook, which does the same for a handle never closed).
+    roles: Arc<std::sync::atomic::AtomicU32>,
+    /// For a channel: its record in the environment's cleanup registry (`cleanup.rs`), kept
+    /// alive as long as this handle.
+    tracked: Option<Arc<crate::cleanup::ChannelHandle>>,
 }
 
 fn size_from_js(size: f64) -> Result<usize, Code> {
@@ -121,7 +125,8 @@ impl NativeSegment {
             topic: None,
             created,
             buffers_made: false,
-            roles: 0,
+            roles: Arc::default(),
+            tracked: None,
         }
     }
 
@@ -265,6 +270,7 @@ impl NativeSegment {
         };
         self.map = None;
         self.topic = None;
+        self.tracked = None;
         let header_cell = segment.header_mutex() as *const MutexCell as *mut u8;
         for buffer in buffers {
             for start in [segment.data_ptr(), header_cell] {
@@ -277,15 +283,20 @@ impl NativeSegment {
         // reported.
         let detached = segment.detach().map(|_| ()).map_err(to_js);
         // A producer (consumer) gone: waiting receivers (senders) look at who is left now.
-        shmkit_core::peers::left(&segment, std::mem::take(&mut self.roles));
+        let roles = self.roles.swap(0, std::sync::atomic::Ordering::Relaxed);
+        shmkit_core::peers::left(&segment, roles);
         detached
     }
 
     /// For a channel just opened: clears the role bits a previous holder of this mapping's attach
     /// slot left.
+    /// The handle is also released when its JavaScript environment shuts down without closing
+    /// it (a worker thread terminated in a runtime that does not finalize the worker's objects).
     #[napi]
-    pub fn channel_join(&self) -> Result<(), Code> {
-        shmkit_core::peers::join(self.segment()?);
+    pub fn channel_join(&mut self, env: Env) -> Result<(), Code> {
+        let segment = self.segment()?.clone();
+        shmkit_core::peers::join(&segment);
+        self.tracked = Some(crate::cleanup::track_channel(&env, &segment, &self.roles)?);
         Ok(())
     }
 
@@ -294,7 +305,9 @@ impl NativeSegment {
     pub fn channel_announce(&mut self, role: u32) -> Result<(), Code> {
         let segment = self.segment()?.clone();
         shmkit_core::peers::announce(&segment, role);
-        self.roles |= role & (shmkit_core::peers::PRODUCER | shmkit_core::peers::CONSUMER);
+        let role = role & (shmkit_core::peers::PRODUCER | shmkit_core::peers::CONSUMER);
+        self.roles
+            .fetch_or(role, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

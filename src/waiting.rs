@@ -15,14 +15,14 @@
 //! Requests of a JavaScript environment (the main thread or a worker) are cancelled when that
 //! environment shuts down (a cleanup hook), so a terminated worker leaves no waiter sleeping.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi::JsDeferred;
 use napi_derive::napi;
 
+use crate::cleanup::EnvRegistry;
 use crate::errors::{coded, Code};
 use crate::waiter_pool;
 
@@ -115,34 +115,13 @@ impl WaitToken {
 type Resolver = Box<dyn FnOnce(Env) -> napi::Result<String> + Send>;
 
 /// Requests in flight per JavaScript environment, cancelled when it shuts down.
-type Registry = Mutex<HashMap<usize, Vec<Weak<Request>>>>;
+static REQUESTS: EnvRegistry<Request> = EnvRegistry::new(|request| {
+    request.cancel();
+});
 
-fn registry() -> &'static Registry {
-    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    REGISTRY.get_or_init(Registry::default)
-}
-
-/// Records `request` under `env`, installing the environment's cleanup hook on first use.
+/// Records `request` under `env`.
 fn track(env: &Env, request: &Arc<Request>) -> Result<(), Code> {
-    let key = env.raw() as usize;
-    let mut requests = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let first = !requests.contains_key(&key);
-    let list = requests.entry(key).or_default();
-    list.retain(|weak| weak.strong_count() > 0);
-    list.push(Arc::downgrade(request));
-    if first {
-        env.add_env_cleanup_hook(key, |key| {
-            let gone = registry()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            for request in gone.into_iter().flatten().filter_map(|weak| weak.upgrade()) {
-                request.cancel();
-            }
-        })
-        .map_err(|e| coded("ERR_SHM_NAPI", e.reason.clone()))?;
-    }
-    Ok(())
+    REQUESTS.track(env, request)
 }
 
 /// Runs `work` on a waiter thread and returns a promise of the string it produces.
