@@ -376,15 +376,14 @@ class Channel(_Handle):
         """Who produces into and consumes from the channel, in every process and language: a
         handle counts as a producer from its first send, as a consumer from its first receive,
         until it closes or its process dies. The same report as Node's ``ch.peers()``."""
-        peers, producers_gone, consumers_gone, unlisted = self._native.peers()
-        listed = [
-            {"pid": pid, "producer": producer, "consumer": consumer, "state": state}
-            for pid, producer, consumer, state in peers
-        ]
+        peers, (producers, consumers), (producers_gone, consumers_gone), unlisted = self._native.peers()
         return {
-            "peers": listed,
-            "producers": sum(1 for p in listed if p["producer"] and p["state"] != "dead"),
-            "consumers": sum(1 for p in listed if p["consumer"] and p["state"] != "dead"),
+            "peers": [
+                {"pid": pid, "producer": producer, "consumer": consumer, "state": state}
+                for pid, producer, consumer, state in peers
+            ],
+            "producers": producers,
+            "consumers": consumers,
             "producers_gone": producers_gone,
             "consumers_gone": consumers_gone,
             "unlisted": unlisted,

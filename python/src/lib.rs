@@ -722,13 +722,19 @@ impl PyChannel {
         Ok(())
     }
 
-    /// `(peers, producers_gone, consumers_gone, unlisted)`, each peer as `(pid, producer,
-    /// consumer, state)`: the Python layer builds the report.
+    /// `(peers, (producers, consumers), (producers_gone, consumers_gone), unlisted)`, each peer
+    /// as `(pid, producer, consumer, state)`, the counts and verdicts as the core judges them: the
+    /// Python layer builds the report.
     #[allow(clippy::type_complexity)]
     fn peers(
         &self,
         py: Python<'_>,
-    ) -> PyResult<(Vec<(u32, bool, bool, &'static str)>, bool, bool, u32)> {
+    ) -> PyResult<(
+        Vec<(u32, bool, bool, &'static str)>,
+        (usize, usize),
+        (bool, bool),
+        u32,
+    )> {
         use shmkit_core::peers::{CONSUMER, PRODUCER};
         let report = self.get(py)?.peers();
         let peers = report
@@ -750,8 +756,8 @@ impl PyChannel {
             .collect();
         Ok((
             peers,
-            report.gone(PRODUCER),
-            report.gone(CONSUMER),
+            (report.live(PRODUCER), report.live(CONSUMER)),
+            (report.gone(PRODUCER), report.gone(CONSUMER)),
             report.unlisted,
         ))
     }
