@@ -22,11 +22,13 @@ const SLEEPERS = CONTRACT.mutex.sleepers / 4
 const OWNER_MASK = CONTRACT.mutex.ownerMask
 const WAITERS = CONTRACT.mutex.waiters | 0
 /**
- * Looks at a busy lock word this many times before handing the wait to native code (which spins
- * a little more, then sleeps in the kernel): a critical section on another core usually ends
- * within that, and taking the lock here costs no call into native code and no system call.
+ * Looks at a busy lock word this many times before handing the wait to native code, which spins
+ * with a growing pause between looks, then sleeps in the kernel. Only a few looks: a tight loop
+ * of loads here keeps pulling the lock's cache line away from the holder, whose every lock and
+ * unlock then waits for it (2000 looks measured half the contended throughput of 4: see
+ * docs/LOCKING.md).
  */
-const SPIN_LOADS = 2000
+const SPIN_LOADS = 4
 
 /** This thread's identity as recorded next to a lock it holds (worker threads get their own). */
 const [THREAD_ID, THREAD_NS, THREAD_START_LO, THREAD_START_HI, THREAD_PID] = currentThreadIdentity().map(
