@@ -68,6 +68,9 @@ test('offsets: out of range, misaligned, wrong type (mutex, wait, notify)', (t) 
     [() => segment.mutex.lock({ timeout: -1 }), RangeError, 'ERR_OUT_OF_RANGE'],
     [() => segment.mutex.lock({ timeout: '1' }), TypeError, 'ERR_INVALID_ARG_TYPE'],
     [() => segment.mutex.lock({ timout: 1 }), TypeError, 'ERR_INVALID_ARG_VALUE'],
+    // `signal` belongs to the asynchronous calls: an error even beside a valid timeout.
+    [() => segment.mutex.lock({ timeout: 1, signal: AbortSignal.timeout(1) }), TypeError, 'ERR_INVALID_ARG_VALUE'],
+    [() => segment.mutex.lock({ timeout: NaN }), RangeError, 'ERR_OUT_OF_RANGE'],
     [() => segment.mutex.lock(7), TypeError, 'ERR_INVALID_ARG_TYPE'],
   ]
   for (const [fn, type, code] of misuse) throwsCoded(t, fn, type, code, fn.toString())

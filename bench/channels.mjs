@@ -30,6 +30,12 @@ const peer = new URL('./channel-peer.mjs', import.meta.url)
 
 const once = (emitter, event) => new Promise((resolve) => emitter.once(event, resolve))
 const messagesFor = (size, budget, min, max) => Math.max(min, Math.min(max, Math.floor(budget / size)))
+/**
+ * Every throughput run times the steady state: the clock starts at this message (the first fifth
+ * warms up the sender, a new process or thread whose code is not compiled yet) and the rate
+ * counts the messages after it.
+ */
+const warmupOf = (count) => Math.max(1, Math.floor(count / 5))
 let unique = 0
 const channelName = () => `bench-ch-${process.pid}-${++unique}`
 const ringBytesFor = (size) => 2 ** Math.ceil(Math.log2(Math.max(1 << 20, 4 * (size + 8))))
@@ -69,13 +75,26 @@ function shmkitChannel(mode, label, sizes) {
       try {
         const child = fork(peer, ['shm-send', name, count, size, mode])
         await once(child, 'message')
-        const started = performance.now()
-        if (mode === 'batch') for (let got = 0; got < count;) got += channel.recvMany(64, TIMEOUT).length
-        else if (mode === 'plain') for (let i = 0; i < count; i++) channel.recv()
-        else for (let i = 0; i < count; i++) channel.recv(TIMEOUT)
+        const warm = warmupOf(count)
+        let got = 0
+        let started = 0
+        let from = 0
+        if (mode === 'batch') {
+          while (got < warm) got += channel.recvMany(64, TIMEOUT).length
+          ;[started, from] = [performance.now(), got]
+          while (got < count) got += channel.recvMany(64, TIMEOUT).length
+        } else if (mode === 'plain') {
+          for (; got < warm; got++) channel.recv()
+          ;[started, from] = [performance.now(), got]
+          for (; got < count; got++) channel.recv()
+        } else {
+          for (; got < warm; got++) channel.recv(TIMEOUT)
+          ;[started, from] = [performance.now(), got]
+          for (; got < count; got++) channel.recv(TIMEOUT)
+        }
         const seconds = (performance.now() - started) / 1000
         await once(child, 'exit')
-        return count / seconds
+        return (count - from) / seconds
       } finally {
         channel.close()
         Channel.unlink(name)
@@ -122,11 +141,13 @@ const sabRing = {
     const ring = new SabRing(buffer)
     const worker = new Worker(peer, { workerData: { args: ['sab-send'], buffer, count, size } })
     await once(worker, 'message')
+    const warm = warmupOf(count)
+    for (let i = 0; i < warm; i++) ring.recv()
     const started = performance.now()
-    for (let i = 0; i < count; i++) ring.recv()
+    for (let i = warm; i < count; i++) ring.recv()
     const seconds = (performance.now() - started) / 1000
     await worker.terminate()
-    return count / seconds
+    return (count - warm) / seconds
   },
   async roundTrip(trips, size) {
     const ping = createRingBuffer(ringBytesFor(size))
@@ -182,13 +203,14 @@ const unixSocket = {
       const child = fork(peer, ['sock-send', socketPath, count, size])
       const socket = await connection
       const rate = await new Promise((resolve) => {
+        const warm = warmupOf(count)
         let received = 0
         let started
         socket.on(
           'data',
           frameReader(() => {
-            started ??= performance.now()
-            if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+            if (++received === warm) started = performance.now()
+            if (received === count) resolve((count - warm) / ((performance.now() - started) / 1000))
           }),
         )
       })
@@ -225,16 +247,16 @@ function processSend(serialization) {
     label: `process.send (${serialization})`,
     async throughput(count, size) {
       const child = fork(peer, ['ipc-send', count, size, serialization], { serialization })
+      const warm = warmupOf(count)
       let received = 0
       let started
       await new Promise((resolve) =>
         child.on('message', (message) => {
-          started ??= performance.now()
           if (message === 'done') resolve()
-          else received++
+          else if (++received === warm) started = performance.now()
         }),
       )
-      const rate = received / ((performance.now() - started) / 1000)
+      const rate = (received - warm) / ((performance.now() - started) / 1000)
       if (child.exitCode === null) await once(child, 'exit')
       return rate
     },
@@ -258,12 +280,13 @@ const messagePort = {
   label: 'worker MessagePort',
   async throughput(count, size) {
     const worker = new Worker(peer, { workerData: { args: ['port-send'], count, size } })
+    const warm = warmupOf(count)
     let received = 0
     let started
     const rate = await new Promise((resolve) =>
       worker.on('message', () => {
-        started ??= performance.now()
-        if (++received === count) resolve(count / ((performance.now() - started) / 1000))
+        if (++received === warm) started = performance.now()
+        if (received === count) resolve((count - warm) / ((performance.now() - started) / 1000))
       }),
     )
     await worker.terminate()

@@ -188,6 +188,15 @@ if (locks.results.properLockfile)
     `| | | \`proper-lockfile\`: ${fmt(locks.results.properLockfile.uncontended)} | ${(rate(u.shmkitTimeout) / locks.results.properLockfile.uncontended).toFixed(0)}x |`,
   )
 for (const [n, r] of Object.entries(c)) {
+  if (n === '1') {
+    // The loop alone: what one process does with nobody to contend with, the bound of the rows below.
+    push(
+      `| alone | 1 process: ${fmt(rate(r.shmkit))} | SAB mutex, 1 worker thread: ${fmt(rate(r.sab))} | ${x(rate(r.shmkit) / rate(r.sab))} |`,
+    )
+    if (r.pthread)
+      push(`| | | C pthread mutex, 1 process: ${fmt(rate(r.pthread))} | ${x(rate(r.shmkit) / rate(r.pthread))} |`)
+    continue
+  }
   push(
     `| ${n} contenders | ${n} processes: ${fmt(rate(r.shmkit))}, smallest share ${pct(r.shmkit.minShare)} | SAB mutex, ${n} worker threads: ${fmt(rate(r.sab))}, ${pct(r.sab.minShare)} | ${x(rate(r.shmkit) / rate(r.sab))} |`,
   )
@@ -201,13 +210,21 @@ if (locks.results.python?.contended)
   push(
     `| 2 contenders | | Python, 2 processes: ${fmt(locks.results.python.contended)} | ${x(rate(c[2].shmkit) / locks.results.python.contended)} |`,
   )
+if (c[1])
+  push(
+    '',
+    '"Alone" is the contended loop in one process with nobody to contend with. No contended rate can',
+    'exceed it, so it bounds the ratios against the C mutex: a JavaScript lock + increment + unlock',
+    "(the guard object, the owner record, V8's code for `Atomics`) costs more than C's.",
+  )
 push(
   '',
   '## Messages',
   '',
   '`bench/channels.mjs`: one producer process and one consumer process (the SharedArrayBuffer ring',
-  'and MessagePort baselines can only connect threads of one process). Round trips with an awake',
-  'peer.',
+  'and MessagePort baselines can only connect threads of one process). Throughput is timed in the',
+  'steady state: the first fifth of the messages of each run warms up the sender (a new process or',
+  'thread) and is not counted, for every contender alike. Round trips with an awake peer.',
   '',
   '![Message throughput and round-trip latency against message size](benchmarks.svg)',
   '',
