@@ -58,8 +58,12 @@ pub const OWNER_MASK: u32 = 0x3FFF_FFFF;
 /// The lock word's "someone may be asleep" bit: the unlock that sees it wakes one sleeper.
 pub const WAITERS: u32 = 1 << 31;
 
-/// Spins before the first sleep: enough to cover a short critical section on another core.
-const SPIN_ROUNDS: u32 = 40;
+/// Spin rounds before the first sleep: enough to cover a short critical section on another core.
+/// The first [`PAUSE_ROUNDS`] pause for 2, 4 and 8 `spin_loop` hints; the rest yield the CPU, so a
+/// holder preempted on this core runs again (more contenders than cores), as parking_lot's
+/// `SpinWait` does. docs/LOCKING.md has the measurements.
+const SPIN_ROUNDS: u32 = 10;
+const PAUSE_ROUNDS: u32 = 3;
 /// A waiter sleeps at most this long before checking that the holder still runs.
 pub const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 /// How long a holder that vanished before recording its identity must stay vanished.
@@ -220,8 +224,12 @@ impl MutexCell {
             if current & OWNER_MASK == 0 && self.try_take_free(current, me) {
                 return Ok(Acquired { owner_died: false });
             }
-            for _ in 0..(1u32 << round.min(5)) {
-                std::hint::spin_loop();
+            if round < PAUSE_ROUNDS {
+                for _ in 0..(2u32 << round) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
             }
         }
         let mut unrecorded_dead_since = None;
