@@ -393,3 +393,76 @@ test('recvMany stops at a message that does not decode: reported on its own, not
   channel.end()
   throwsCoded(t, () => channel.recvMany(10), Error, 'ERR_SHM_CHANNEL_ENDED')
 })
+
+/**
+ * Writes a channel's control words straight into its file, as other producers and consumers
+ * would have left them: `head` and `tail` (with `frames` 64-byte messages between them, byte `k`
+ * in message `k`), `sent` and `received`.
+ */
+function forgeIndices(name, head, frames) {
+  const fd = fs.openSync(`/dev/shm/shmkit.${name}`, 'r+')
+  try {
+    const word = Buffer.alloc(4)
+    fs.readSync(fd, word, 0, 4, 12)
+    const data = word.readUInt32LE(0) // header_size: where the data area starts
+    const put = (offset, value) => {
+      word.writeUInt32LE(value >>> 0)
+      fs.writeSync(fd, word, 0, 4, data + offset)
+    }
+    for (let k = 0; k < frames; k++) {
+      const at = (head + 68 * k) & 1023
+      put(512 + at, 64)
+      fs.writeSync(fd, Buffer.alloc(64, k), 0, 64, data + 512 + ((at + 4) & 1023))
+    }
+    put(128, head) // head
+    put(64, head + 68 * frames) // tail
+    put(76, 1000 + frames) // sent
+    put(140, 1000) // received
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+// Each handle caches the other side's index; other handles moving the indices 2^32 bytes on
+// (4 GiB of traffic) must not make that cache look valid again.
+test('a producer whose cached head went 2^32 bytes stale does not overwrite unread messages', (t) => {
+  if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
+  const name = uniqueName(t, 'stalehead')
+  const producer = Channel.create(name, { capacity: 1024 })
+  const consumer = Channel.open(name)
+  t.teardown(() => {
+    producer.close()
+    consumer.close()
+    Channel.unlink(name)
+  })
+  const message = new Uint8Array(64).fill(0xee)
+  t.true(producer.trySend(message))
+  t.deepEqual(consumer.tryRecv(), message)
+  // Others moved head and tail on by 2^32 - 952 bytes and left 15 messages (1020 bytes: full).
+  forgeIndices(name, 2 ** 32 - 952 + 68, 15)
+  t.false(producer.trySend(message), 'the ring is full')
+  for (let k = 0; k < 15; k++) t.deepEqual(consumer.tryRecv(), new Uint8Array(64).fill(k), `message ${k}`)
+  t.true(producer.trySend(message))
+  t.deepEqual(consumer.tryRecv(), message)
+})
+
+test('a consumer whose cached tail went 2^32 bytes stale does not read a message twice', (t) => {
+  if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
+  const name = uniqueName(t, 'staletail')
+  const producer = Channel.create(name, { capacity: 1024 })
+  const consumer = Channel.open(name)
+  t.teardown(() => {
+    producer.close()
+    consumer.close()
+    Channel.unlink(name)
+  })
+  const message = new Uint8Array(64).fill(0xee)
+  t.true(producer.trySend(message))
+  t.deepEqual(consumer.tryRecv(), message)
+  // Others moved both indices on by exactly 2^32 bytes: empty, with the old message's bytes
+  // still in the ring where the consumer's stale tail says a message is.
+  forgeIndices(name, 0, 0)
+  t.is(consumer.tryRecv(), undefined, 'the ring is empty')
+  t.true(producer.trySend(message))
+  t.deepEqual(consumer.tryRecv(), message)
+})

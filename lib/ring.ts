@@ -120,34 +120,71 @@ export class Ring {
   }
 
   /**
-   * The last `head` this process read (producers) and the last `tail` (consumers): can be stale,
+   * The last `head` this handle read (producers) and the last `tail` (consumers): can be stale,
    * and only ever behind, so a stale value makes the ring look fuller (or emptier) than it is,
    * never the reverse. Each side re-reads the other's index only when its cached view says "no
    * room" (or "empty"), so a stream of messages does not pull the other side's cache line over
    * for every message (rtrb does the same).
+   *
+   * The indices wrap at 2^32, so a cached index is used only while this handle's own side was
+   * not moved by another handle since its last move (`tail` and `sent` as it left them, or
+   * `head` and `received`): then the cached index is less than one ring behind. Otherwise
+   * other handles may have moved both indices on by 2^32 bytes, and the stale index would look
+   * valid again: room where there is none, a message where there is none.
    */
   #headSeen = 0
   #tailSeen = 0
+  /** `tail` and `sent` as this handle's last append left them (-1: none yet). */
+  #tailMine = -1
+  #sentMine = -1
+  /** `head` and `received` as this handle's last take left them (-1: none yet). */
+  #headMine = -1
+  #receivedMine = -1
 
   /**
-   * Bytes in use seen by a producer holding the send lock, re-reading `head` when the cached one
-   * shows less than `need` bytes free (or an impossible value: other producers' messages may have
-   * been consumed past it).
+   * Bytes in use seen by a producer holding the send lock, re-reading `head` unless the cached
+   * one is valid (above) and shows `need` bytes free.
    */
   #usedForSend(tail: number, need: number): number {
-    const cached = (tail - this.#headSeen) >>> 0
-    if (cached <= this.capacity && (cached & 3) === 0 && this.capacity - cached >= need) return cached
+    if (tail === this.#tailMine && this.words[SENT] === this.#sentMine) {
+      const cached = (tail - this.#headSeen) >>> 0
+      if (cached <= this.capacity && this.capacity - cached >= need) return cached
+    }
     this.#headSeen = Atomics.load(this.words, HEAD)
     return this.used(this.#headSeen, tail)
   }
 
-  /** Bytes in use seen by a consumer holding the receive lock, re-reading `tail` when the cached
-   * one shows nothing to read (or an impossible value). */
+  /** Bytes in use seen by a consumer holding the receive lock, re-reading `tail` unless the
+   * cached one is valid (above) and shows a message. */
   #usedForTake(head: number): number {
-    const cached = (this.#tailSeen - head) >>> 0
-    if (cached !== 0 && cached <= this.capacity && (cached & 3) === 0) return cached
+    if (head === this.#headMine && this.words[RECEIVED] === this.#receivedMine) {
+      const cached = (this.#tailSeen - head) >>> 0
+      if (cached !== 0 && cached <= this.capacity) return cached
+    }
     this.#tailSeen = Atomics.load(this.words, TAIL)
     return this.used(head, this.#tailSeen)
+  }
+
+  /** Publishes an append: `tail` moves to `tail`, `sent` on by `count`. */
+  #publish(tail: number, count: number): void {
+    const words = this.words
+    // SYNC POINT (publish): the messages are whole before the tail moves past them.
+    Atomics.store(words, TAIL, tail)
+    const sent = (words[SENT]! + count) >>> 0
+    words[SENT] = sent
+    this.#tailMine = tail
+    this.#sentMine = sent
+  }
+
+  /** Hands back the bytes of taken messages: `head` moves to `head`, `received` on by `count`. */
+  #consume(head: number, count: number): void {
+    const words = this.words
+    // SYNC POINT (consume): the messages were used before their bytes are handed back.
+    Atomics.store(words, HEAD, head)
+    const received = (words[RECEIVED]! + count) >>> 0
+    words[RECEIVED] = received
+    this.#headMine = head
+    this.#receivedMine = received
   }
 
   /**
@@ -167,9 +204,7 @@ export class Ring {
       const need = frameSize(length)
       if (this.capacity - this.#usedForSend(tail, need) < need) return FULL
       this.#write(tail, length, content)
-      // SYNC POINT (publish): the message is whole before the tail moves past it.
-      Atomics.store(words, TAIL, (tail + need) >>> 0)
-      words[SENT] = (words[SENT]! + 1) >>> 0
+      this.#publish((tail + need) >>> 0, 1)
     } finally {
       this.sendLock.release()
     }
@@ -199,9 +234,7 @@ export class Ring {
         count++
       }
       if (count === 0) return { count, busy: false }
-      // SYNC POINT (publish): every message of the batch is whole before the tail moves.
-      Atomics.store(words, TAIL, tail)
-      words[SENT] = (words[SENT]! + count) >>> 0
+      this.#publish(tail, count)
     } finally {
       this.sendLock.release()
     }
@@ -236,9 +269,7 @@ export class Ring {
       const length = this.#lengthAt(head, used)
       const payload = ((head & this.#mask) + 4) & this.#mask
       result = use(this.copyOut(payload, length), payload + length <= this.capacity)
-      // SYNC POINT (consume): the message is used before its bytes are handed back.
-      Atomics.store(words, HEAD, (head + frameSize(length)) >>> 0)
-      words[RECEIVED] = (words[RECEIVED]! + 1) >>> 0
+      this.#consume((head + frameSize(length)) >>> 0, 1)
     } finally {
       this.recvLock.release()
     }
@@ -280,9 +311,7 @@ export class Ring {
         if (value === poison) break
       }
       if (count === 0) return 0
-      // SYNC POINT (consume): every message taken was used before its bytes are handed back.
-      Atomics.store(words, HEAD, head)
-      words[RECEIVED] = (words[RECEIVED]! + count) >>> 0
+      this.#consume(head, count)
     } finally {
       this.recvLock.release()
     }
