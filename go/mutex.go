@@ -32,7 +32,10 @@ const (
 	cellOwnerDeaths  = 32
 	cellSleepers     = 36
 
-	spinRounds           = 40
+	// Spin rounds before the first sleep (docs/LOCKING.md, "Spinning, then sleeping"): the
+	// first pauseRounds look again after 2, 4 and 8 loads, the others yield the CPU.
+	spinRounds           = 10
+	pauseRounds          = 3
 	livenessSlice        = 50 * time.Millisecond
 	unrecordedOwnerGrace = 500 * time.Millisecond
 )
@@ -230,7 +233,11 @@ func (c cell) contend(me threadIdentity, limits *lockLimits) (bool, error) {
 		if current&ownerMask == 0 && c.tryTakeFree(current, me) {
 			return false, nil
 		}
-		for i := 0; i < 1<<min(round, 5); i++ {
+		if round >= pauseRounds {
+			osYield()
+			continue
+		}
+		for i := 0; i < 2<<round; i++ {
 			_ = atomic.LoadUint32(c.state) // a short pause between looks
 		}
 	}

@@ -205,6 +205,12 @@ func futexWake(addr *uint32, n int) int {
 	return int(r)
 }
 
+// osYield gives the CPU to another runnable thread (sched_yield), for a spinning lock waiter
+// whose holder may have been preempted on this core.
+func osYield() {
+	syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+}
+
 // ----- identities and liveness -----
 
 type stat struct {

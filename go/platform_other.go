@@ -2,7 +2,10 @@
 
 package shmkit
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Other systems: this package speaks the protocol through /dev/shm, futexes and /proc, which
 // only Linux has. Everything that needs them reports ErrUnsupported; the package still builds,
@@ -47,6 +50,8 @@ const (
 func futexWait(addr *uint32, val uint32, timeout time.Duration) waitOutcome { return timedOut }
 
 func futexWake(addr *uint32, n int) int { return 0 }
+
+func osYield() { runtime.Gosched() }
 
 func currentThread() threadIdentity { return threadIdentity{} }
 
