@@ -210,6 +210,13 @@ if (locks.results.python?.contended)
   push(
     `| 2 contenders | | Python, 2 processes: ${fmt(locks.results.python.contended)} | ${x(rate(c[2].shmkit) / locks.results.python.contended)} |`,
   )
+push(
+  '',
+  'The SAB mutex is two atomic operations and nothing more. A shmkit lock also writes the owner',
+  'record that owner-death recovery reads, keeps the per-thread holder that makes a stale guard',
+  'harmless and `EDEADLK` possible, and checks that the segment is still open: the difference in',
+  'the uncontended rows ([LOCKING.md](LOCKING.md)).',
+)
 if (c[1])
   push(
     '',
