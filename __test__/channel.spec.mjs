@@ -399,7 +399,7 @@ test('recvMany stops at a message that does not decode: reported on its own, not
  * would have left them: `head` and `tail` (with `frames` 64-byte messages between them, byte `k`
  * in message `k`), `sent` and `received`.
  */
-function forgeIndices(name, head, frames) {
+function forgeIndices(name, head, frames, { sent = 1000 + frames, received = 1000 } = {}) {
   const fd = fs.openSync(`/dev/shm/shmkit.${name}`, 'r+')
   try {
     const word = Buffer.alloc(4)
@@ -416,8 +416,8 @@ function forgeIndices(name, head, frames) {
     }
     put(128, head) // head
     put(64, head + 68 * frames) // tail
-    put(76, 1000 + frames) // sent
-    put(140, 1000) // received
+    put(76, sent)
+    put(140, received)
   } finally {
     fs.closeSync(fd)
   }
@@ -465,4 +465,45 @@ test('a consumer whose cached tail went 2^32 bytes stale does not read a message
   t.is(consumer.tryRecv(), undefined, 'the ring is empty')
   t.true(producer.trySend(message))
   t.deepEqual(consumer.tryRecv(), message)
+})
+
+// The same after exactly 2^32 messages of one size: `tail` and `sent` (`head` and `received`)
+// are then back where this handle left them, and only `last_sender` (`last_receiver`) tells.
+test('a producer whose cached head went stale over exactly 2^32 messages does not overwrite unread ones', (t) => {
+  if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
+  const name = uniqueName(t, 'stalemsgs')
+  const producer = Channel.create(name, { capacity: 1024 })
+  const other = Channel.open(name)
+  const consumer = Channel.open(name)
+  t.teardown(() => {
+    for (const channel of [producer, other, consumer]) channel.close()
+    Channel.unlink(name)
+  })
+  const message = new Uint8Array(64).fill(0xee)
+  t.true(producer.trySend(message)) // tail 68, sent 1
+  t.true(other.trySend(message))
+  // 2^32 messages of 64 bytes later, tail and sent are 68 and 1 again; the ring is full.
+  forgeIndices(name, 68 - 1020, 15, { sent: 1, received: 1 - 15 })
+  t.false(producer.trySend(message), 'the ring is full')
+  for (let k = 0; k < 15; k++) t.deepEqual(consumer.tryRecv(), new Uint8Array(64).fill(k), `message ${k}`)
+})
+
+test('a consumer whose cached tail went stale over exactly 2^32 messages does not read one twice', (t) => {
+  if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
+  const name = uniqueName(t, 'stalemsgt')
+  const producer = Channel.create(name, { capacity: 1024 })
+  const consumer = Channel.open(name)
+  const other = Channel.open(name)
+  t.teardown(() => {
+    for (const channel of [producer, other, consumer]) channel.close()
+    Channel.unlink(name)
+  })
+  const message = new Uint8Array(64).fill(0xee)
+  t.true(producer.trySend(message))
+  t.true(producer.trySend(message))
+  t.deepEqual(consumer.tryRecv(), message) // head 68, received 1; its cached tail is 136
+  t.deepEqual(other.tryRecv(), message)
+  // 2^32 messages later, head and received are 68 and 1 again, and the ring is empty.
+  forgeIndices(name, 68, 0, { sent: 1, received: 1 })
+  t.is(consumer.tryRecv(), undefined, 'the ring is empty')
 })

@@ -47,10 +47,12 @@ const (
 	chRecvSleepers = 68
 	chRecvEvent    = 72
 	chSent         = 76
+	chLastSender   = 80
 	chHead         = 128
 	chSendSleepers = 132
 	chSendEvent    = 136
 	chReceived     = 140
+	chLastReceiver = 144
 	chSendLock     = 192
 	chRecvLock     = 256
 	chRing         = 512
@@ -317,6 +319,7 @@ func (ch *Channel) appendMsg(msg []byte, limits *lockLimits) (appended, error) {
 		// SYNC POINT (publish): the message is whole before the tail moves past it.
 		atomic.StoreUint32(u32(ch.data, chTail), tail+uint32(need))
 		store32(ch.data, chSent, load32(ch.data, chSent)+1)
+		store32(ch.data, chLastSender, 0) // not a caching sender (docs/CHANNELS.md)
 		result = appendedYes
 		return nil
 	})
@@ -354,6 +357,7 @@ func (ch *Channel) take(limits *lockLimits) ([]byte, bool, error) {
 		// SYNC POINT (consume): the bytes are copied out before they are handed back.
 		atomic.StoreUint32(u32(ch.data, chHead), head+uint32(frameSize(int(length))))
 		store32(ch.data, chReceived, load32(ch.data, chReceived)+1)
+		store32(ch.data, chLastReceiver, 0) // not a caching receiver
 		got = true
 		return nil
 	})

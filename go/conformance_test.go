@@ -246,3 +246,31 @@ func TestPeersConformanceVectors(t *testing.T) {
 		})
 	}
 }
+
+// A Node handle may trust its cached copy of the other side's index only while its token is in
+// last_sender (last_receiver): every Go send (receive) must overwrite it, with 0.
+func TestChannelClearsTheCachingMarks(t *testing.T) {
+	ch, err := CreateChannel(testName(t), 256, CodecBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	d := ch.seg.Data()
+	store32(d, chLastSender, 0x12345678)
+	store32(d, chLastReceiver, 0x12345678)
+	if ok, err := ch.TrySend([]byte("hello")); !ok || err != nil {
+		t.Fatalf("send: %v %v", ok, err)
+	}
+	if got := load32(d, chLastSender); got != 0 {
+		t.Fatalf("last_sender after a Go send: %#x", got)
+	}
+	if got := load32(d, chLastReceiver); got != 0x12345678 {
+		t.Fatalf("last_receiver after a send: %#x", got)
+	}
+	if msg, ok, err := ch.TryRecv(); !ok || err != nil || string(msg) != "hello" {
+		t.Fatalf("recv: %q %v %v", msg, ok, err)
+	}
+	if got := load32(d, chLastReceiver); got != 0 {
+		t.Fatalf("last_receiver after a Go receive: %#x", got)
+	}
+}

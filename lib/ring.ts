@@ -17,6 +17,8 @@ const TAIL = CH.tail / 4
 const HEAD = CH.head / 4
 const SENT = CH.sent / 4
 const RECEIVED = CH.received / 4
+const LAST_SENDER = CH.lastSender / 4
+const LAST_RECEIVER = CH.lastReceiver / 4
 export const RECV_SLEEPERS = CH.recvSleepers / 4
 export const RECV_EVENT = CH.recvEvent / 4
 export const SEND_SLEEPERS = CH.sendSleepers / 4
@@ -126,14 +128,17 @@ export class Ring {
    * room" (or "empty"), so a stream of messages does not pull the other side's cache line over
    * for every message (rtrb does the same).
    *
-   * The indices wrap at 2^32, so a cached index is used only while this handle's own side was
-   * not moved by another handle since its last move (`tail` and `sent` as it left them, or
-   * `head` and `received`): then the cached index is less than one ring behind. Otherwise
-   * other handles may have moved both indices on by 2^32 bytes, and the stale index would look
-   * valid again: room where there is none, a message where there is none.
+   * The indices wrap at 2^32, so a cached index is trusted only while no other handle moved this
+   * side since this handle did: `last_sender` (`last_receiver`) still holds this handle's token,
+   * which every other publisher overwrites (other languages with 0), and `tail` and `sent`
+   * (`head` and `received`) are as this handle left them. Otherwise other handles may have moved
+   * both indices on by 2^32 bytes, and the stale index would look valid again: room where there
+   * is none, a message where there is none (docs/CHANNELS.md).
    */
   #headSeen = 0
   #tailSeen = 0
+  /** This handle's mark in `last_sender`/`last_receiver`: never 0, which other languages write. */
+  readonly #token = 1 + Math.floor(Math.random() * 0x7fff_fffe)
   /** `tail` and `sent` as this handle's last append left them (-1: none yet). */
   #tailMine = -1
   #sentMine = -1
@@ -141,28 +146,44 @@ export class Ring {
   #headMine = -1
   #receivedMine = -1
 
+  /** Whether this handle's cached `head` may be used (above), for a producer holding the send lock. */
+  #headCacheValid(tail: number): boolean {
+    const words = this.words
+    return tail === this.#tailMine && words[LAST_SENDER] === this.#token && words[SENT] === this.#sentMine
+  }
+
+  /** Whether this handle's cached `tail` may be used, for a consumer holding the receive lock. */
+  #tailCacheValid(head: number): boolean {
+    const words = this.words
+    return head === this.#headMine && words[LAST_RECEIVER] === this.#token && words[RECEIVED] === this.#receivedMine
+  }
+
   /**
    * Bytes in use seen by a producer holding the send lock, re-reading `head` unless the cached
-   * one is valid (above) and shows `need` bytes free.
+   * one is `valid` and shows `need` bytes free. Validated before it is cached.
    */
-  #usedForSend(tail: number, need: number): number {
-    if (tail === this.#tailMine && this.words[SENT] === this.#sentMine) {
+  #usedForSend(tail: number, need: number, valid: boolean): number {
+    if (valid) {
       const cached = (tail - this.#headSeen) >>> 0
       if (cached <= this.capacity && this.capacity - cached >= need) return cached
     }
-    this.#headSeen = Atomics.load(this.words, HEAD)
-    return this.used(this.#headSeen, tail)
+    const head = Atomics.load(this.words, HEAD)
+    const used = this.used(head, tail)
+    this.#headSeen = head
+    return used
   }
 
   /** Bytes in use seen by a consumer holding the receive lock, re-reading `tail` unless the
-   * cached one is valid (above) and shows a message. */
-  #usedForTake(head: number): number {
-    if (head === this.#headMine && this.words[RECEIVED] === this.#receivedMine) {
+   * cached one is `valid` and shows a message. Validated before it is cached. */
+  #usedForTake(head: number, valid: boolean): number {
+    if (valid) {
       const cached = (this.#tailSeen - head) >>> 0
       if (cached !== 0 && cached <= this.capacity) return cached
     }
-    this.#tailSeen = Atomics.load(this.words, TAIL)
-    return this.used(head, this.#tailSeen)
+    const tail = Atomics.load(this.words, TAIL)
+    const used = this.used(head, tail)
+    this.#tailSeen = tail
+    return used
   }
 
   /** Publishes an append: `tail` moves to `tail`, `sent` on by `count`. */
@@ -172,6 +193,7 @@ export class Ring {
     Atomics.store(words, TAIL, tail)
     const sent = (words[SENT]! + count) >>> 0
     words[SENT] = sent
+    words[LAST_SENDER] = this.#token
     this.#tailMine = tail
     this.#sentMine = sent
   }
@@ -183,6 +205,7 @@ export class Ring {
     Atomics.store(words, HEAD, head)
     const received = (words[RECEIVED]! + count) >>> 0
     words[RECEIVED] = received
+    words[LAST_RECEIVER] = this.#token
     this.#headMine = head
     this.#receivedMine = received
   }
@@ -202,7 +225,7 @@ export class Ring {
       if (this.ended()) throw channelEnded(this.handle.name)
       const tail = Atomics.load(words, TAIL)
       const need = frameSize(length)
-      if (this.capacity - this.#usedForSend(tail, need) < need) return FULL
+      if (this.capacity - this.#usedForSend(tail, need, this.#headCacheValid(tail)) < need) return FULL
       this.#write(tail, length, content)
       this.#publish((tail + need) >>> 0, 1)
     } finally {
@@ -225,10 +248,14 @@ export class Ring {
       if (this.ended()) throw channelEnded(this.handle.name)
       const start = Atomics.load(words, TAIL)
       let tail = start
+      // After the first look the cached head stays valid for the batch: we hold the send lock.
+      let valid = this.#headCacheValid(start)
       for (let i = from; i < messages.length; i++) {
         const message = messages[i]!
         const need = frameSize(message.length)
-        if (this.capacity - this.#usedForSend(tail, need) < need) break
+        const used = this.#usedForSend(tail, need, valid)
+        valid = true
+        if (this.capacity - used < need) break
         this.#write(tail, message.length, message)
         tail = (tail + need) >>> 0
         count++
@@ -264,7 +291,7 @@ export class Ring {
     let result: R
     try {
       const head = Atomics.load(words, HEAD)
-      const used = this.#usedForTake(head)
+      const used = this.#usedForTake(head, this.#tailCacheValid(head))
       if (used === 0) return EMPTY
       const length = this.#lengthAt(head, used)
       const payload = ((head & this.#mask) + 4) & this.#mask
@@ -298,8 +325,11 @@ export class Ring {
     try {
       const start = Atomics.load(words, HEAD)
       let head = start
+      // As in `appendMany`: after the first look the cached tail stays valid for the batch.
+      let valid = this.#tailCacheValid(start)
       while (count < max) {
-        const used = this.#usedForTake(head)
+        const used = this.#usedForTake(head, valid)
+        valid = true
         if (used === 0) break
         const length = this.#lengthAt(head, used)
         const payload = ((head & this.#mask) + 4) & this.#mask

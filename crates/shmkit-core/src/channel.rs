@@ -46,6 +46,9 @@ pub mod layout {
     pub const RECV_EVENT: usize = 72;
     /// u32: messages published (wraps).
     pub const SENT: usize = 76;
+    /// u32: who published last: a caching sender's token, 0 for every other publisher (this
+    /// crate's). A handle may trust its cached `head` only while it holds its own token here.
+    pub const LAST_SENDER: usize = 80;
     /// u32: start of the unread messages (free-running byte counter).
     pub const HEAD: usize = 128;
     /// u32: 1 when a producer may be asleep waiting for room; cleared on wake.
@@ -54,6 +57,8 @@ pub mod layout {
     pub const SEND_EVENT: usize = 136;
     /// u32: messages consumed (wraps).
     pub const RECEIVED: usize = 140;
+    /// u32: who consumed last, as `LAST_SENDER` (a caching receiver's token, else 0).
+    pub const LAST_RECEIVER: usize = 144;
     /// Mutex cell serialising producers.
     pub const SEND_LOCK: usize = 192;
     /// Mutex cell serialising consumers.
@@ -522,6 +527,8 @@ impl Channel {
             let sent = self.word(SENT).load(Ordering::Relaxed);
             self.word(SENT)
                 .store(sent.wrapping_add(1), Ordering::Relaxed);
+            // Not a caching sender: any cached `head` of another handle is no longer to be trusted.
+            self.word(LAST_SENDER).store(0, Ordering::Relaxed);
             Ok(Appended::Yes)
         })?;
         let appended = appended.unwrap_or(Appended::Busy);
@@ -604,6 +611,7 @@ impl Channel {
                 let received = self.word(RECEIVED).load(Ordering::Relaxed);
                 self.word(RECEIVED)
                     .store(received.wrapping_add(1), Ordering::Relaxed);
+                self.word(LAST_RECEIVER).store(0, Ordering::Relaxed);
                 Ok(Some(out))
             })?
             .flatten();

@@ -141,6 +141,26 @@ fn damaged_indices_are_errors() {
     assert_eq!(channel.try_recv().unwrap().unwrap(), b"hello");
 }
 
+/// A Node handle may trust its cached copy of the other side's index only while its token is in
+/// `last_sender` (`last_receiver`): every Rust send (receive) must overwrite it, with 0.
+#[test]
+fn sends_and_receives_clear_the_caching_marks() {
+    use shmkit_core::channel::layout::{LAST_RECEIVER, LAST_SENDER};
+    use std::sync::atomic::Ordering;
+    let name = unique("marks");
+    let channel = Channel::create(&name, 256, CODEC_BYTES).unwrap();
+    let raw = Segment::open(&name, READY).unwrap();
+    Segment::unlink(&name).unwrap();
+    let word = |offset| raw.word_at(offset).unwrap();
+    word(LAST_SENDER).store(0x1234_5678, Ordering::SeqCst);
+    word(LAST_RECEIVER).store(0x1234_5678, Ordering::SeqCst);
+    channel.send(b"hello", None).unwrap();
+    assert_eq!(word(LAST_SENDER).load(Ordering::SeqCst), 0);
+    assert_eq!(word(LAST_RECEIVER).load(Ordering::SeqCst), 0x1234_5678);
+    assert_eq!(channel.try_recv().unwrap().unwrap(), b"hello");
+    assert_eq!(word(LAST_RECEIVER).load(Ordering::SeqCst), 0);
+}
+
 #[test]
 fn a_javascript_peer_speaks_the_same_protocol() {
     let Some(root) = common::built_package() else {
