@@ -423,18 +423,23 @@ function forgeIndices(name, head, frames, { sent = 1000 + frames, received = 100
   }
 }
 
+/** `count` handles of a new 1 KiB channel (the first creates it), closed when the test ends. */
+function handles(t, label, count) {
+  const name = uniqueName(t, label)
+  const all = [Channel.create(name, { capacity: 1024 })]
+  for (let i = 1; i < count; i++) all.push(Channel.open(name))
+  t.teardown(() => {
+    for (const channel of all) channel.close()
+    Channel.unlink(name)
+  })
+  return [name, ...all]
+}
+
 // Each handle caches the other side's index; other handles moving the indices 2^32 bytes on
 // (4 GiB of traffic) must not make that cache look valid again.
 test('a producer whose cached head went 2^32 bytes stale does not overwrite unread messages', (t) => {
   if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
-  const name = uniqueName(t, 'stalehead')
-  const producer = Channel.create(name, { capacity: 1024 })
-  const consumer = Channel.open(name)
-  t.teardown(() => {
-    producer.close()
-    consumer.close()
-    Channel.unlink(name)
-  })
+  const [name, producer, consumer] = handles(t, 'stalehead', 2)
   const message = new Uint8Array(64).fill(0xee)
   t.true(producer.trySend(message))
   t.deepEqual(consumer.tryRecv(), message)
@@ -448,14 +453,7 @@ test('a producer whose cached head went 2^32 bytes stale does not overwrite unre
 
 test('a consumer whose cached tail went 2^32 bytes stale does not read a message twice', (t) => {
   if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
-  const name = uniqueName(t, 'staletail')
-  const producer = Channel.create(name, { capacity: 1024 })
-  const consumer = Channel.open(name)
-  t.teardown(() => {
-    producer.close()
-    consumer.close()
-    Channel.unlink(name)
-  })
+  const [name, producer, consumer] = handles(t, 'staletail', 2)
   const message = new Uint8Array(64).fill(0xee)
   t.true(producer.trySend(message))
   t.deepEqual(consumer.tryRecv(), message)
@@ -471,14 +469,7 @@ test('a consumer whose cached tail went 2^32 bytes stale does not read a message
 // are then back where this handle left them, and only `last_sender` (`last_receiver`) tells.
 test('a producer whose cached head went stale over exactly 2^32 messages does not overwrite unread ones', (t) => {
   if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
-  const name = uniqueName(t, 'stalemsgs')
-  const producer = Channel.create(name, { capacity: 1024 })
-  const other = Channel.open(name)
-  const consumer = Channel.open(name)
-  t.teardown(() => {
-    for (const channel of [producer, other, consumer]) channel.close()
-    Channel.unlink(name)
-  })
+  const [name, producer, other, consumer] = handles(t, 'stalemsgs', 3)
   const message = new Uint8Array(64).fill(0xee)
   t.true(producer.trySend(message)) // tail 68, sent 1
   t.true(other.trySend(message))
@@ -490,14 +481,7 @@ test('a producer whose cached head went stale over exactly 2^32 messages does no
 
 test('a consumer whose cached tail went stale over exactly 2^32 messages does not read one twice', (t) => {
   if (process.platform !== 'linux') return t.pass('forges the file under /dev/shm')
-  const name = uniqueName(t, 'stalemsgt')
-  const producer = Channel.create(name, { capacity: 1024 })
-  const consumer = Channel.open(name)
-  const other = Channel.open(name)
-  t.teardown(() => {
-    for (const channel of [producer, other, consumer]) channel.close()
-    Channel.unlink(name)
-  })
+  const [name, producer, consumer, other] = handles(t, 'stalemsgt', 3)
   const message = new Uint8Array(64).fill(0xee)
   t.true(producer.trySend(message))
   t.true(producer.trySend(message))
