@@ -234,6 +234,9 @@ func (c cell) contend(me threadIdentity, limits *lockLimits) (bool, error) {
 			return false, nil
 		}
 		if round >= pauseRounds {
+			if !limits.deadline.IsZero() && !time.Now().Before(limits.deadline) {
+				break // a yield can last a time slice: the loop below times out at once
+			}
 			osYield()
 			continue
 		}

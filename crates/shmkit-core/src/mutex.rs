@@ -228,6 +228,8 @@ impl MutexCell {
                 for _ in 0..(2u32 << round) {
                     std::hint::spin_loop();
                 }
+            } else if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                break; // a yield can last a time slice: the loop below times out at once
             } else {
                 std::thread::yield_now();
             }
