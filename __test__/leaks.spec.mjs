@@ -12,7 +12,9 @@ onLinux('thousands of open/close cycles leak no descriptors, mappings or threads
   t.is(result.code, 0, result.stderr)
   const { before, after, cycles } = result.messages[0]
   t.log({ cycles, before, after })
-  t.is(after.fds, before.fds, 'file descriptors')
+  // A leak grows with the cycles. The baseline can be one higher than the end: on Bun a mapping
+  // of the warm-up cycle (and its descriptor) was once still uncollected when it was taken.
+  t.true(after.fds <= before.fds, `file descriptors: ${before.fds} -> ${after.fds}`)
   t.is(after.mappings, 0, 'no shmkit mapping left once unreferenced buffers are collected')
   t.true(after.threads <= before.threads, `threads: ${before.threads} -> ${after.threads}`)
 })
